@@ -1,0 +1,183 @@
+"""The errors this service raises, and what each means to a caller.
+
+Every module raises these; only the edges (HTTP routes, CLI, blob trigger) turn
+them into status codes, exit codes or ``failed`` results. Each class carries the
+HTTP status and a stable problem ``type`` slug so the API can render RFC 9457
+problem documents without a lookup table.
+
+Hierarchy::
+
+    VisionError
+    ├── ConfigError                  a setting is missing or invalid (names it)
+    ├── InputError                   the caller sent something we cannot use
+    │   ├── InvalidParameter         400: a parameter is out of range or unknown
+    │   ├── PayloadTooLarge          413: over the byte limit
+    │   ├── UnsupportedImage         415: the bytes are not an image format we take
+    │   └── ImageDecodeError         422: an image we recognise but cannot decode
+    │       └── ImageTooLarge        422: over the pixel limit (decompression bombs)
+    └── ModelError                   the model service did not give a usable answer
+        ├── ModelNotConfigured       503: no endpoint configured (names the settings)
+        ├── ModelThrottled           429: rate limited; carries retry_after
+        ├── ModelUnavailable         503: 5xx, timeouts, connection failures
+        ├── ModelBadResponse         502: an answer we cannot use
+        └── ContentFiltered          422: the prompt or the completion was filtered
+
+Storage problems in the cache are not errors to the caller: the cache logs them
+and the request continues uncached.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class VisionError(Exception):
+    """Base of every error this service raises on purpose."""
+
+    status: int = 500
+    slug: str = "internal-error"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, **context: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.context = context
+
+    @property
+    def problem_type(self) -> str:
+        """The stable RFC 9457 ``type`` of this error (a relative URI)."""
+        return f"/problems/{self.slug}"
+
+    def to_problem(self) -> dict[str, Any]:
+        """The problem document for this error (``application/problem+json``)."""
+        problem: dict[str, Any] = {
+            "type": self.problem_type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        for key, value in self.context.items():
+            if value is not None:
+                problem[key] = value
+        return problem
+
+
+class ConfigError(VisionError):
+    """A setting is missing or invalid; ``setting`` names it."""
+
+    status = 500
+    slug = "configuration-error"
+    title = "Configuration error"
+
+    def __init__(self, setting: str, detail: str) -> None:
+        super().__init__(f"{setting}: {detail}", setting=setting)
+        self.setting = setting
+
+
+class InputError(VisionError):
+    """The caller's input is at fault; retrying the same input will not help."""
+
+    status = 400
+    slug = "bad-input"
+    title = "Bad input"
+
+
+class InvalidParameter(InputError):
+    status = 400
+    slug = "invalid-parameter"
+    title = "Invalid parameter"
+
+    def __init__(self, parameter: str, detail: str) -> None:
+        super().__init__(f"{parameter}: {detail}", parameter=parameter)
+        self.parameter = parameter
+
+
+class PayloadTooLarge(InputError):
+    status = 413
+    slug = "payload-too-large"
+    title = "Payload too large"
+
+    def __init__(self, limit_bytes: int, size_bytes: int | None = None) -> None:
+        told = f" ({size_bytes} bytes)" if size_bytes is not None else ""
+        super().__init__(
+            f"the image is larger than the limit of {limit_bytes} bytes{told}",
+            limit_bytes=limit_bytes,
+            size_bytes=size_bytes,
+        )
+        self.limit_bytes = limit_bytes
+        self.size_bytes = size_bytes
+
+
+class UnsupportedImage(InputError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
+class ImageDecodeError(InputError):
+    status = 422
+    slug = "undecodable-image"
+    title = "Image cannot be decoded"
+
+
+class ImageTooLarge(ImageDecodeError):
+    slug = "image-too-large"
+    title = "Image exceeds the pixel limit"
+
+    def __init__(self, pixels: int, limit_pixels: int) -> None:
+        super().__init__(
+            f"the image has {pixels} pixels, over the limit of {limit_pixels}",
+            pixels=pixels,
+            limit_pixels=limit_pixels,
+        )
+        self.pixels = pixels
+        self.limit_pixels = limit_pixels
+
+
+class ModelError(VisionError):
+    """The model service did not give a usable answer."""
+
+    status = 502
+    slug = "model-error"
+    title = "Model service error"
+
+    def __init__(self, detail: str, *, retry_after: float | None = None, **context: Any) -> None:
+        super().__init__(detail, **context)
+        self.retry_after = retry_after
+
+
+class ModelNotConfigured(ModelError):
+    status = 503
+    slug = "model-not-configured"
+    title = "No model service configured"
+
+
+class ModelThrottled(ModelError):
+    status = 429
+    slug = "model-throttled"
+    title = "Model service is throttling"
+
+
+class ModelUnavailable(ModelError):
+    status = 503
+    slug = "model-unavailable"
+    title = "Model service unavailable"
+
+
+class ModelBadResponse(ModelError):
+    status = 502
+    slug = "model-bad-response"
+    title = "Model service answered with something unusable"
+
+
+class ContentFiltered(ModelError):
+    """Azure's content filter blocked the prompt (``where='prompt'``) or the answer."""
+
+    status = 422
+    slug = "content-filtered"
+    title = "Blocked by the content filter"
+
+    def __init__(self, detail: str, *, where: str, categories: list[str] | None = None) -> None:
+        super().__init__(detail, where=where, categories=categories or None)
+        self.where = where
+        self.categories = categories or []
