@@ -1,0 +1,202 @@
+"""Analyse one image: the service function every edge calls (HTTP, CLI, blob trigger).
+
+Order matters for cost: the cache key is computed from the raw bytes before any
+decoding, so a cache hit costs one hash and one table read, no decode and no
+model call. Only on a miss is the image sniffed, prepared and sent.
+
+Concurrent identical requests in one process share one model call
+(single-flight), so a burst of duplicates does not pay N times while the first
+answer is still on its way to the cache.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from shared.cache import AnswerCache, cache_key
+from shared.config import DEFAULT_PROMPT, Settings
+from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedImage
+from shared.imaging import image_size, prepare_image, select_detail_level
+from shared.providers import Provider, VisionRequest
+from shared.tokens import estimate_cost, get_model_spec, load_model_overrides
+
+log = logging.getLogger(__name__)
+
+DETAILS = ("low", "high", "auto")
+TASKS = (
+    "describe",
+    "ocr",
+    "table_extraction",
+    "detailed_analysis",
+    "classification",
+    "object_detection",
+    "quick_summary",
+)
+MAX_PROMPT_CHARS = 8000
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """What the caller asked for; ``None`` means "choose for me"."""
+
+    prompt: str = DEFAULT_PROMPT
+    detail: str | None = None
+    task: str | None = None
+    max_tokens: int | None = None
+
+
+def validate_options(options: AnalysisOptions, settings: Settings) -> AnalysisOptions:
+    """Check parameters before any work; normalise defaults. Raises :class:`InvalidParameter`."""
+    prompt = (options.prompt or "").strip() or DEFAULT_PROMPT
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InvalidParameter("prompt", f"is {len(prompt)} characters long; the limit is {MAX_PROMPT_CHARS}")
+    detail = options.detail.strip().lower() if options.detail else None
+    if detail is not None and detail not in DETAILS:
+        raise InvalidParameter("detail", f"must be one of {', '.join(DETAILS)}; got {options.detail!r}")
+    task = options.task.strip().lower() if options.task else None
+    if task is not None and task not in TASKS:
+        raise InvalidParameter("task", f"must be one of {', '.join(TASKS)}; got {options.task!r}")
+    max_tokens = options.max_tokens if options.max_tokens is not None else settings.default_max_tokens
+    if not 1 <= max_tokens <= settings.max_output_tokens:
+        raise InvalidParameter("max_tokens", f"must be between 1 and {settings.max_output_tokens}; got {max_tokens}")
+    return AnalysisOptions(prompt=prompt, detail=detail, task=task, max_tokens=max_tokens)
+
+
+def parse_max_tokens(value: str | int | None) -> int | None:
+    """Accept ``max_tokens`` from a form field, a query string or the CLI."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidParameter("max_tokens", f"must be a whole number; got {value!r}") from None
+
+
+class Analyzer:
+    """Holds the long-lived parts (settings, provider, cache) and analyses images with them."""
+
+    def __init__(self, settings: Settings, provider: Provider, cache: AnswerCache | None) -> None:
+        self.settings = settings
+        self.provider = provider
+        self.cache = cache
+        self._model_overrides = load_model_overrides(settings.model_table_json) if settings.model_table_json else None
+        self._in_flight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def analyze(self, data: bytes, options: AnalysisOptions) -> dict[str, Any]:
+        """The analysis result dict (see README, "POST /api/analyze"); raises :mod:`shared.errors`."""
+        started = time.perf_counter()
+        options = validate_options(options, self.settings)
+        if len(data) > self.settings.max_image_bytes:
+            raise PayloadTooLarge(self.settings.max_image_bytes, len(data))
+        if not data:
+            raise UnsupportedImage("the request holds no image bytes")
+        key = cache_key(
+            data,
+            deployment=self.settings.deployment_name or "",
+            prompt=options.prompt,
+            detail=options.detail or "",
+            max_tokens=options.max_tokens,
+            extra={"task": options.task or "", "provider": self.provider.name},
+        )
+        cached = await self._cache_get(key)
+        if cached is not None:
+            return {**cached, "cached": True, "latency_ms": _elapsed_ms(started)}
+
+        pending = self._in_flight.get(key)
+        if pending is not None:
+            result = await asyncio.shield(pending)
+            return {**result, "latency_ms": _elapsed_ms(started)}
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            result = await self._analyze_uncached(data, options)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        else:
+            future.set_result(result)
+        finally:
+            self._in_flight.pop(key, None)
+        await self._cache_put(key, result)
+        return {**result, "latency_ms": _elapsed_ms(started)}
+
+    async def _analyze_uncached(self, data: bytes, options: AnalysisOptions) -> dict[str, Any]:
+        detail = options.detail
+        if detail is None:
+            width, height, _ = image_size(data)
+            detail = select_detail_level(options.task, width, height)
+        model = self.settings.estimation_model
+        prepared = await asyncio.to_thread(
+            prepare_image,
+            data,
+            detail,
+            model=model,
+            max_pixels=self.settings.max_image_pixels,
+            jpeg_quality=self.settings.jpeg_quality,
+            model_overrides=self._model_overrides,
+        )
+        assert options.max_tokens is not None
+        completion = await self.provider.complete(
+            VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens)
+        )
+        spec = get_model_spec(model, self._model_overrides)
+        return {
+            "analysis": completion.text,
+            "model": completion.model,
+            "deployment": self.settings.deployment_name,
+            "provider": self.provider.name,
+            "detail": prepared.detail,
+            "task": options.task,
+            "cached": False,
+            "finish_reason": completion.finish_reason,
+            "usage": completion.usage.as_dict(),
+            "estimated_cost_usd": round(
+                estimate_cost(
+                    completion.usage.prompt_tokens, completion.usage.completion_tokens, spec.name,
+                    self._model_overrides,
+                ),
+                6,
+            ),
+            "image": {
+                "width": prepared.width,
+                "height": prepared.height,
+                "bytes": len(prepared.data),
+                "format": prepared.format,
+                "original_width": prepared.original_width,
+                "original_height": prepared.original_height,
+                "original_bytes": len(data),
+                "estimated_tokens": prepared.estimated_tokens,
+            },
+        }
+
+    async def _cache_get(self, key: str) -> dict[str, Any] | None:
+        if self.cache is None:
+            return None
+        return await self.cache.aget(key)
+
+    async def _cache_put(self, key: str, result: dict[str, Any]) -> None:
+        # Only successes reach here: every failure raised above and is never cached.
+        if self.cache is None:
+            return
+        stored = {k: v for k, v in result.items() if k not in {"cached", "latency_ms"}}
+        await self.cache.aput(key, stored)
+
+    async def aclose(self) -> None:
+        await self.provider.aclose()
+
+
+def _elapsed_ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
+def build_analyzer(settings: Settings, *, http_client: Any = None) -> Analyzer:
+    """An :class:`Analyzer` wired from settings: the provider they name and the cache, if enabled."""
+    from shared.providers import build_provider
+
+    cache = AnswerCache.from_settings(settings) if settings.cache_enabled else None
+    return Analyzer(settings, build_provider(settings, http_client=http_client), cache)

@@ -1,0 +1,159 @@
+"""``python -m shared``: analyse, prepare and serve from a terminal.
+
+Thin on purpose: each command parses arguments, calls the same service function
+the HTTP routes call, and turns our errors into an exit code and a message on
+stderr. Settings come from the environment and ``local.settings.json``.
+
+Exit codes: 0 success, 1 configuration error, 2 bad input or usage,
+3 the model service failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.analysis import DETAILS, TASKS, AnalysisOptions, build_analyzer, parse_max_tokens
+from shared.config import DEFAULT_PROMPT, load_settings, settings_help
+from shared.errors import ConfigError, InputError, ModelError, VisionError
+
+EXIT_OK, EXIT_CONFIG, EXIT_INPUT, EXIT_MODEL = 0, 1, 2, 3
+
+
+def _read_image(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _print_json(document: Any) -> None:
+    print(json.dumps(document, indent=2, ensure_ascii=False))
+
+
+async def _analyze(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    analyzer = build_analyzer(settings)
+    try:
+        options = AnalysisOptions(
+            prompt=args.prompt, detail=args.detail, task=args.task, max_tokens=parse_max_tokens(args.max_tokens)
+        )
+        result = await analyzer.analyze(_read_image(args.image), options)
+    finally:
+        await analyzer.aclose()
+    if args.json:
+        _print_json(result)
+    else:
+        print(result["analysis"])
+    return EXIT_OK
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from shared.imaging import image_size, prepare_image, select_detail_level
+    from shared.tokens import estimate_cost, load_model_overrides
+
+    settings = load_settings()
+    overrides = load_model_overrides(settings.model_table_json) if settings.model_table_json else None
+    data = _read_image(args.image)
+    detail = args.detail
+    if detail is None:
+        width, height, _ = image_size(data)
+        detail = select_detail_level(args.task, width, height)
+    model = args.model or settings.estimation_model
+    prepared = prepare_image(
+        data, detail, model=model, max_pixels=settings.max_image_pixels,
+        jpeg_quality=settings.jpeg_quality, model_overrides=overrides,
+    )
+    report = {
+        "file": args.image,
+        "format": prepared.format,
+        "original": {"width": prepared.original_width, "height": prepared.original_height, "bytes": len(data)},
+        "sent": {"width": prepared.width, "height": prepared.height, "bytes": len(prepared.data), "format": "JPEG"},
+        "detail": prepared.detail,
+        "model": model,
+        "estimated_image_tokens": prepared.estimated_tokens,
+        "estimated_input_cost_usd": round(estimate_cost(prepared.estimated_tokens, 0, model, overrides), 6),
+    }
+    if args.json:
+        _print_json(report)
+    else:
+        print(f"{args.image}: {prepared.format} {prepared.original_width}x{prepared.original_height}, {len(data)} bytes")
+        print(f"sends:   JPEG {prepared.width}x{prepared.height}, {len(prepared.data)} bytes, detail={prepared.detail}")
+        print(f"tokens:  ~{prepared.estimated_tokens} image tokens on {model}")
+        print(f"cost:    ~${report['estimated_input_cost_usd']:.6f} for the image input")
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    load_settings()  # fail fast with a clear message before binding the port
+    uvicorn.run("shared.api:app", host=args.host, port=args.port, log_level=args.log_level)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m shared",
+        description="Vision-language analysis of images: the same service the HTTP API and blob trigger use.",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    analyze = commands.add_parser(
+        "analyze", help="analyse one image with the configured model",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    analyze.add_argument("image", help="path of the image file")
+    analyze.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"question about the image [{DEFAULT_PROMPT!r}]")
+    analyze.add_argument("--detail", choices=DETAILS, help="image detail; chosen from task and size when absent")
+    analyze.add_argument("--task", choices=TASKS, help="what the analysis is for; steers the detail choice")
+    analyze.add_argument("--max-tokens", help="upper bound of the answer's length in tokens")
+    analyze.add_argument("--json", action="store_true", help="print the full result as JSON")
+    analyze.set_defaults(handler=_analyze)
+
+    prepare = commands.add_parser(
+        "prepare", help="show what would be sent: size, bytes, estimated tokens and cost (no model call)",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    prepare.add_argument("image", help="path of the image file")
+    prepare.add_argument("--detail", choices=DETAILS, help="image detail; chosen from task and size when absent")
+    prepare.add_argument("--task", choices=TASKS, help="task used to choose the detail")
+    prepare.add_argument("--model", help="model for the estimate [AZURE_OPENAI_MODEL]")
+    prepare.add_argument("--json", action="store_true", help="print the report as JSON")
+    prepare.set_defaults(handler=_prepare)
+
+    serve = commands.add_parser(
+        "serve", help="serve the HTTP API with uvicorn (no Functions host needed)",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1]")
+    serve.add_argument("--port", type=int, default=7071, help="port to bind [7071, as func start]")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if asyncio.iscoroutinefunction(args.handler):
+            return asyncio.run(args.handler(args))
+        return args.handler(args)
+    except ConfigError as exc:
+        print(f"configuration error: {exc.detail}", file=sys.stderr)
+        return EXIT_CONFIG
+    except InputError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return EXIT_INPUT
+    except ModelError as exc:
+        print(f"model service error: {exc.detail}", file=sys.stderr)
+        return EXIT_MODEL
+    except VisionError as exc:
+        print(f"error: {exc.detail}", file=sys.stderr)
+        return EXIT_MODEL

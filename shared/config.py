@@ -1,0 +1,250 @@
+"""Settings, read once from the environment (and ``local.settings.json`` when present).
+
+The same names are used everywhere: ``local.settings.json.example``, the Bicep
+templates, the CLI and the tests. A missing or invalid setting raises one
+:class:`~shared.errors.ConfigError` that names it, so a misconfigured deployment
+says exactly what to fix instead of failing somewhere deep in a request.
+
+Environment variables win over ``local.settings.json`` so that the Functions host,
+CI and a developer's shell can all override the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from shared.errors import ConfigError
+
+DEFAULT_API_VERSION = "2024-10-21"
+DEFAULT_PROMPT = "Describe this image"
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One documented setting: the README table and ``--help`` are generated from these."""
+
+    name: str
+    default: str | None
+    help: str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("AZURE_OPENAI_ENDPOINT", None, "Azure OpenAI resource endpoint, https://<name>.openai.azure.com"),
+    Setting("AZURE_OPENAI_API_KEY", None,
+            "Key for local work only; when absent, Entra ID (DefaultAzureCredential) is used"),
+    Setting("AZURE_OPENAI_DEPLOYMENT", None, "Deployment name of a vision model (required with an endpoint)"),
+    Setting("AZURE_OPENAI_API_VERSION", DEFAULT_API_VERSION, "Azure OpenAI data-plane api-version"),
+    Setting("AZURE_OPENAI_MODEL", "gpt-4o",
+            "Model behind the deployment, for token and cost estimates (gpt-4o, gpt-4o-mini, gpt-4.1-mini...)"),
+    Setting("OPENAI_BASE_URL", None,
+            "OpenAI-compatible server instead of Azure (OpenAI, Ollama, vLLM), e.g. http://localhost:11434/v1"),
+    Setting("OPENAI_API_KEY", None, "Key for OPENAI_BASE_URL (servers that need none accept any value)"),
+    Setting("OPENAI_MODEL", None, "Model name sent to OPENAI_BASE_URL (required with it)"),
+    Setting("AzureWebJobsStorage", None,
+            "Storage connection string (UseDevelopmentStorage=true for Azurite); the Functions host needs it too"),
+    Setting("AzureWebJobsStorage__tableServiceUri", None,
+            "Keyless alternative to AzureWebJobsStorage for the cache: https://<account>.table.core.windows.net"),
+    Setting("VISION_CACHE_ENABLED", "true", "Cache answers in Table Storage (true/false)"),
+    Setting("VISION_CACHE_TABLE", "visioncache", "Table holding cached answers"),
+    Setting("VISION_CACHE_CONTAINER", "vision-cache", "Blob container for cached answers too big for a table entity"),
+    Setting("VISION_CACHE_TTL_SECONDS", "604800", "How long a cached answer is served (default 7 days)"),
+    Setting("VISION_MAX_IMAGE_BYTES", str(20 * MB), "Largest accepted upload in bytes (default 20 MiB)"),
+    Setting("VISION_MAX_IMAGE_PIXELS", "50000000", "Largest accepted image in pixels, checked before decoding"),
+    Setting("VISION_MAX_OUTPUT_TOKENS", "4096", "Upper bound accepted for max_tokens"),
+    Setting("VISION_DEFAULT_MAX_TOKENS", "1000", "max_tokens when the caller gives none"),
+    Setting("VISION_MODEL_TIMEOUT_SECONDS", "60", "Timeout of one model call"),
+    Setting("VISION_MODEL_MAX_RETRIES", "2", "Retries of the openai SDK (honours retry-after-ms)"),
+    Setting("VISION_JPEG_QUALITY", "85", "JPEG quality of the image sent to the model"),
+    Setting("VISION_MODEL_TABLE", None, "JSON object adding or overriding models in the token/price table"),
+)
+SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+
+
+def _truthy(name: str, value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(name, f"expected true or false, got {value!r}")
+
+
+def _positive_int(name: str, value: str, *, minimum: int = 1) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(name, f"expected a whole number, got {value!r}") from None
+    if number < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {number}")
+    return number
+
+
+def _url(name: str, value: str) -> str:
+    parsed = urlparse(value)
+    if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+        raise ConfigError(name, f"expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings; build with :meth:`from_mapping` or :func:`load_settings`."""
+
+    azure_openai_endpoint: str | None = None
+    azure_openai_api_key: str | None = field(default=None, repr=False)
+    azure_openai_deployment: str | None = None
+    azure_openai_api_version: str = DEFAULT_API_VERSION
+    model: str = "gpt-4o"
+    openai_base_url: str | None = None
+    openai_api_key: str | None = field(default=None, repr=False)
+    openai_model: str | None = None
+    storage_connection_string: str | None = field(default=None, repr=False)
+    table_service_uri: str | None = None
+    cache_enabled: bool = True
+    cache_table: str = "visioncache"
+    cache_container: str = "vision-cache"
+    cache_ttl_seconds: int = 7 * 24 * 3600
+    max_image_bytes: int = 20 * MB
+    max_image_pixels: int = 50_000_000
+    max_output_tokens: int = 4096
+    default_max_tokens: int = 1000
+    model_timeout_seconds: float = 60.0
+    model_max_retries: int = 2
+    jpeg_quality: int = 85
+    model_table_json: str | None = None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, str]) -> Settings:
+        """Validate raw string settings; raise :class:`ConfigError` naming the first bad one."""
+
+        def get(name: str) -> str | None:
+            raw = values.get(name)
+            if raw is None or not str(raw).strip():
+                default = next(s.default for s in SETTINGS if s.name == name)
+                return default
+            return str(raw).strip()
+
+        endpoint = get("AZURE_OPENAI_ENDPOINT")
+        deployment = get("AZURE_OPENAI_DEPLOYMENT")
+        if endpoint:
+            endpoint = _url("AZURE_OPENAI_ENDPOINT", endpoint)
+            if not deployment:
+                raise ConfigError("AZURE_OPENAI_DEPLOYMENT", "is required when AZURE_OPENAI_ENDPOINT is set")
+        base_url = get("OPENAI_BASE_URL")
+        openai_model = get("OPENAI_MODEL")
+        if base_url:
+            base_url = _url("OPENAI_BASE_URL", base_url)
+            if not openai_model:
+                raise ConfigError("OPENAI_MODEL", "is required when OPENAI_BASE_URL is set")
+        if endpoint and base_url:
+            raise ConfigError("OPENAI_BASE_URL", "set either AZURE_OPENAI_ENDPOINT or OPENAI_BASE_URL, not both")
+        table_uri = get("AzureWebJobsStorage__tableServiceUri")
+        if table_uri:
+            table_uri = _url("AzureWebJobsStorage__tableServiceUri", table_uri)
+        quality = _positive_int("VISION_JPEG_QUALITY", get("VISION_JPEG_QUALITY") or "85")
+        if quality > 95:
+            raise ConfigError("VISION_JPEG_QUALITY", f"must be at most 95, got {quality}")
+        max_output = _positive_int("VISION_MAX_OUTPUT_TOKENS", get("VISION_MAX_OUTPUT_TOKENS") or "4096")
+        default_max = _positive_int("VISION_DEFAULT_MAX_TOKENS", get("VISION_DEFAULT_MAX_TOKENS") or "1000")
+        if default_max > max_output:
+            raise ConfigError("VISION_DEFAULT_MAX_TOKENS", f"must not exceed VISION_MAX_OUTPUT_TOKENS ({max_output})")
+        model_table = get("VISION_MODEL_TABLE")
+        if model_table:
+            try:
+                parsed = json.loads(model_table)
+            except json.JSONDecodeError as exc:
+                raise ConfigError("VISION_MODEL_TABLE", f"is not valid JSON: {exc.msg}") from None
+            if not isinstance(parsed, dict):
+                raise ConfigError("VISION_MODEL_TABLE", "must be a JSON object keyed by model name")
+        return cls(
+            azure_openai_endpoint=endpoint,
+            azure_openai_api_key=get("AZURE_OPENAI_API_KEY"),
+            azure_openai_deployment=deployment,
+            azure_openai_api_version=get("AZURE_OPENAI_API_VERSION") or DEFAULT_API_VERSION,
+            model=get("AZURE_OPENAI_MODEL") or "gpt-4o",
+            openai_base_url=base_url,
+            openai_api_key=get("OPENAI_API_KEY"),
+            openai_model=openai_model,
+            storage_connection_string=get("AzureWebJobsStorage"),
+            table_service_uri=table_uri,
+            cache_enabled=_truthy("VISION_CACHE_ENABLED", get("VISION_CACHE_ENABLED") or "true"),
+            cache_table=get("VISION_CACHE_TABLE") or "visioncache",
+            cache_container=get("VISION_CACHE_CONTAINER") or "vision-cache",
+            cache_ttl_seconds=_positive_int("VISION_CACHE_TTL_SECONDS", get("VISION_CACHE_TTL_SECONDS") or "1"),
+            max_image_bytes=_positive_int("VISION_MAX_IMAGE_BYTES", get("VISION_MAX_IMAGE_BYTES") or "1"),
+            max_image_pixels=_positive_int("VISION_MAX_IMAGE_PIXELS", get("VISION_MAX_IMAGE_PIXELS") or "1"),
+            max_output_tokens=max_output,
+            default_max_tokens=default_max,
+            model_timeout_seconds=float(
+                _positive_int("VISION_MODEL_TIMEOUT_SECONDS", get("VISION_MODEL_TIMEOUT_SECONDS") or "60")
+            ),
+            model_max_retries=_positive_int(
+                "VISION_MODEL_MAX_RETRIES", get("VISION_MODEL_MAX_RETRIES") or "2", minimum=0
+            ),
+            jpeg_quality=quality,
+            model_table_json=model_table,
+        )
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some fields changed (tests and the CLI use it)."""
+        current = {f.name: getattr(self, f.name) for f in fields(self)}
+        current.update(changes)
+        return Settings(**current)
+
+    @property
+    def model_provider(self) -> str | None:
+        """Which model service is configured: ``azure_openai``, ``openai_compatible`` or None."""
+        if self.azure_openai_endpoint:
+            return "azure_openai"
+        if self.openai_base_url:
+            return "openai_compatible"
+        return None
+
+    @property
+    def deployment_name(self) -> str | None:
+        """What the caller sees as ``deployment``: the Azure deployment or the compatible server's model."""
+        return self.azure_openai_deployment if self.azure_openai_endpoint else self.openai_model
+
+    @property
+    def estimation_model(self) -> str:
+        """Model name used for token and cost estimates."""
+        return self.openai_model if self.model_provider == "openai_compatible" and self.openai_model else self.model
+
+
+def read_local_settings(path: Path | None = None) -> dict[str, str]:
+    """The ``Values`` of ``local.settings.json`` (Core Tools' format), or {} when absent."""
+    candidate = path or Path.cwd() / "local.settings.json"
+    if not candidate.is_file():
+        return {}
+    try:
+        document = json.loads(candidate.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError("local.settings.json", f"cannot be read: {exc}") from None
+    values = document.get("Values", {}) if isinstance(document, dict) else {}
+    if not isinstance(values, dict):
+        raise ConfigError("local.settings.json", "'Values' must be an object")
+    return {str(k): str(v) for k, v in values.items() if v is not None}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, local_settings: Path | None = None) -> Settings:
+    """Settings from ``local.settings.json`` overlaid by the environment."""
+    merged: dict[str, str] = dict(read_local_settings(local_settings))
+    merged.update(environ if environ is not None else os.environ)
+    return Settings.from_mapping(merged)
+
+
+def settings_help() -> str:
+    """The settings table as plain text, for ``--help``."""
+    width = max(len(s.name) for s in SETTINGS)
+    lines = ["settings (environment, or Values in local.settings.json):"]
+    for setting in SETTINGS:
+        default = f" [default: {setting.default}]" if setting.default else ""
+        lines.append(f"  {setting.name.ljust(width)}  {setting.help}{default}")
+    return "\n".join(lines)

@@ -1,0 +1,315 @@
+"""Model providers: one abstract method, a few capability attributes.
+
+A provider turns a :class:`VisionRequest` (a prompt and prepared images) into a
+:class:`Completion`. Azure OpenAI and any OpenAI-compatible server (OpenAI,
+Ollama, vLLM, LM Studio) share one implementation over the official ``openai``
+SDK; they differ only in how the client is built. Errors from the SDK are
+translated into :mod:`shared.errors` in exactly one place,
+:func:`translate_openai_error`, with ``raise ... from exc`` so the cause stays
+visible in logs.
+
+Retries: the SDK's own retry layer (``max_retries``, which honours Azure's
+``retry-after-ms``/``retry-after`` headers) is the only one for now.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from shared.config import Settings
+from shared.errors import (
+    ContentFiltered,
+    ModelBadResponse,
+    ModelError,
+    ModelNotConfigured,
+    ModelThrottled,
+    ModelUnavailable,
+)
+from shared.imaging import PreparedImage
+
+log = logging.getLogger(__name__)
+
+ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+@dataclass(frozen=True)
+class VisionRequest:
+    """What we ask of a model: a prompt about one or more prepared images."""
+
+    prompt: str
+    images: tuple[PreparedImage, ...]
+    max_tokens: int
+    system_prompt: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A usable answer: text plus what it cost and who produced it."""
+
+    text: str
+    model: str
+    usage: Usage
+    finish_reason: str | None = None
+    rate_limit: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(abc.ABC):
+    """A model that can look at images. Subclasses implement :meth:`complete`."""
+
+    name: str = "provider"
+    supports_images: bool = True
+    max_images_per_request: int = 10
+
+    @abc.abstractmethod
+    async def complete(self, request: VisionRequest) -> Completion:
+        """Answer the request or raise a :class:`~shared.errors.ModelError`."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
+        """Release connections; the default holds none."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the health endpoint shows about this provider (never secrets)."""
+        return {"provider": self.name}
+
+
+class UnconfiguredProvider(Provider):
+    """Stands in when no model service is configured, so the answer names the settings to set."""
+
+    name = "none"
+
+    async def complete(self, request: VisionRequest) -> Completion:
+        raise ModelNotConfigured(
+            "no model service is configured: set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT "
+            "(and AZURE_OPENAI_API_KEY for local work), or OPENAI_BASE_URL and OPENAI_MODEL",
+            retry_after=None,
+        )
+
+
+def build_messages(request: VisionRequest) -> list[dict[str, Any]]:
+    """Chat messages: a text part then one ``image_url`` part per image, as base64 data URLs."""
+    content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
+    for image in request.images:
+        content.append({"type": "image_url", "image_url": {"url": image.data_url, "detail": image.detail}})
+    messages: list[dict[str, Any]] = []
+    if request.system_prompt:
+        messages.append({"role": "system", "content": request.system_prompt})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+def _retry_after_seconds(response: Any) -> float | None:
+    """Azure sends ``retry-after-ms`` (preferred) and ``retry-after`` on 429 and some 5xx."""
+    headers = getattr(response, "headers", None) or {}
+    for header, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(header)
+        if value is None:
+            continue
+        try:
+            return max(0.0, float(value) / divisor)
+        except ValueError:
+            continue
+    return None
+
+
+def _error_body(exc: openai.APIStatusError) -> dict[str, Any]:
+    body = exc.body
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        return inner if isinstance(inner, dict) else {}
+    return {}
+
+
+def _filtered_categories(result: Any) -> list[str]:
+    if not isinstance(result, dict):
+        return []
+    return sorted(name for name, verdict in result.items() if isinstance(verdict, dict) and verdict.get("filtered"))
+
+
+def translate_openai_error(exc: Exception, *, deployment: str | None) -> ModelError:
+    """Map one SDK exception to our error tree; the single edge where SDK errors are translated."""
+    if isinstance(exc, openai.APITimeoutError):
+        return ModelUnavailable("the model service did not answer in time", retry_after=None)
+    if isinstance(exc, openai.APIConnectionError):
+        return ModelUnavailable("the model service cannot be reached", retry_after=None)
+    if isinstance(exc, openai.APIResponseValidationError):
+        return ModelBadResponse("the model service answered with a body that is not a chat completion")
+    if not isinstance(exc, openai.APIStatusError):
+        return ModelBadResponse(f"unexpected model client error: {type(exc).__name__}")
+    status = exc.status_code
+    error = _error_body(exc)
+    code = str(error.get("code") or "")
+    retry_after = _retry_after_seconds(exc.response)
+    if status == 429:
+        return ModelThrottled("the model service is rate limiting this deployment", retry_after=retry_after)
+    if status >= 500:
+        return ModelUnavailable(f"the model service failed with HTTP {status}", retry_after=retry_after)
+    if code == "content_filter":
+        inner = error.get("innererror") or error.get("inner_error") or {}
+        result = inner.get("content_filter_result") or inner.get("content_filter_results") or {}
+        return ContentFiltered(
+            "the prompt was blocked by the content filter",
+            where="prompt",
+            categories=_filtered_categories(result),
+        )
+    if status in (401, 403):
+        return ModelError(
+            f"the model service refused our credentials (HTTP {status}); check AZURE_OPENAI_API_KEY "
+            "or that the Function's identity has the 'Cognitive Services OpenAI User' role"
+        )
+    if status == 404:
+        return ModelError(
+            f"the model service has no deployment {deployment!r} (HTTP 404); check AZURE_OPENAI_DEPLOYMENT"
+        )
+    message = str(error.get("message") or exc.message)[:500]
+    return ModelBadResponse(f"the model service rejected the request (HTTP {status}): {message}")
+
+
+class OpenAIChatProvider(Provider):
+    """Chat completions through an ``openai`` SDK async client (Azure or compatible)."""
+
+    name = "openai_compatible"
+
+    def __init__(self, client: openai.AsyncOpenAI, *, model: str, deployment: str | None = None) -> None:
+        self._client = client
+        self._model = model
+        self._deployment = deployment or model
+
+    async def complete(self, request: VisionRequest) -> Completion:
+        try:
+            raw = await self._client.chat.completions.with_raw_response.create(
+                model=self._model,
+                messages=build_messages(request),  # type: ignore[arg-type]
+                max_tokens=request.max_tokens,
+            )
+            completion = raw.parse()
+        except openai.OpenAIError as exc:
+            raise translate_openai_error(exc, deployment=self._deployment) from exc
+        except (json.JSONDecodeError, ValueError, TypeError) as exc:
+            raise ModelBadResponse("the model service answered with a body that is not JSON") from exc
+        rate_limit = {
+            name: value
+            for name, value in raw.headers.items()
+            if name.lower().startswith("x-ratelimit-remaining")
+        }
+        return self._to_completion(completion, rate_limit)
+
+    def _to_completion(self, completion: Any, rate_limit: dict[str, str]) -> Completion:
+        choices = getattr(completion, "choices", None)
+        if not choices:
+            raise ModelBadResponse("the model service answered without any choices")
+        choice = choices[0]
+        finish_reason = getattr(choice, "finish_reason", None)
+        if finish_reason == "content_filter":
+            extra = getattr(choice, "model_extra", None) or {}
+            raise ContentFiltered(
+                "the answer was blocked by the content filter",
+                where="completion",
+                categories=_filtered_categories(extra.get("content_filter_results")),
+            )
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None)
+        if not isinstance(text, str) or not text.strip():
+            raise ModelBadResponse("the model service answered with an empty message")
+        usage = getattr(completion, "usage", None)
+        return Completion(
+            text=text,
+            model=str(getattr(completion, "model", None) or self._model),
+            usage=Usage(
+                prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+                completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            ),
+            finish_reason=finish_reason,
+            rate_limit=rate_limit,
+        )
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": self.name, "model": self._model, "base_url": str(self._client.base_url)}
+
+
+class AzureOpenAIProvider(OpenAIChatProvider):
+    """Azure OpenAI: key for local work, Entra ID (keyless) everywhere else."""
+
+    name = "azure_openai"
+
+    def __init__(self, client: openai.AsyncAzureOpenAI, *, deployment: str, auth: str) -> None:
+        super().__init__(client, model=deployment, deployment=deployment)
+        self._auth = auth
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "provider": self.name,
+            "deployment": self._deployment,
+            "endpoint": str(self._client.base_url).split("/openai")[0],
+            "auth": self._auth,
+        }
+
+
+def _entra_token_provider():
+    """A bearer-token callable from azure-identity; imported lazily so key-based local runs skip it.
+
+    The synchronous credential is used on purpose: the async one needs aiohttp, and
+    azure-identity caches the token, so the blocking refresh happens about once an hour.
+    """
+    from azure.identity import DefaultAzureCredential, get_bearer_token_provider
+
+    return get_bearer_token_provider(DefaultAzureCredential(), ENTRA_SCOPE)
+
+
+def build_provider(settings: Settings, *, http_client: Any = None) -> Provider:
+    """The provider the settings describe; ``http_client`` lets tests swap the transport."""
+    common: dict[str, Any] = {
+        "timeout": settings.model_timeout_seconds,
+        "max_retries": settings.model_max_retries,
+    }
+    if http_client is not None:
+        common["http_client"] = http_client
+    if settings.model_provider == "azure_openai":
+        assert settings.azure_openai_deployment is not None
+        if settings.azure_openai_api_key:
+            auth = "key"
+            credentials: dict[str, Any] = {"api_key": settings.azure_openai_api_key}
+        else:
+            auth = "entra_id"
+            credentials = {"azure_ad_token_provider": _entra_token_provider()}
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=settings.azure_openai_endpoint,
+            api_version=settings.azure_openai_api_version,
+            **credentials,
+            **common,
+        )
+        return AzureOpenAIProvider(client, deployment=settings.azure_openai_deployment, auth=auth)
+    if settings.model_provider == "openai_compatible":
+        assert settings.openai_model is not None
+        client = openai.AsyncOpenAI(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key or "not-needed",
+            **common,
+        )
+        return OpenAIChatProvider(client, model=settings.openai_model)
+    return UnconfiguredProvider()
