@@ -91,8 +91,9 @@ class Azurite:
         """Stop the process group by PID; ``keep_data`` allows a later restart on the same data."""
         if self.process is not None and self.process.poll() is None:
             try:
+                # Azurite often ignores SIGTERM once it has served requests; do not wait long.
                 os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=2)
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 try:
                     os.killpg(self.process.pid, signal.SIGKILL)

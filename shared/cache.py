@@ -1,0 +1,461 @@
+"""The answer cache in Azure Table Storage, so nobody pays twice for the same question.
+
+Keys come from the raw uploaded bytes before any decoding (:func:`cache_key`), so a hit
+costs one hash and one point read. Values are analysis result dicts, stored as JSON.
+
+Storage is an optimisation, never a dependency: every call has short timeouts and one
+retry, and any storage problem becomes a miss (``get``) or a no-op (``put``) with one
+WARNING and :attr:`AnswerCache.last_error` set, so a dead or slow account degrades the
+service to "uncached" instead of failing or hanging requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from urllib.parse import urlparse
+from uuid import UUID
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.data.tables import TableServiceClient, UpdateMode
+from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
+
+from shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from shared.config import Settings
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Hashed into every key: bump it when the meaning of a cached answer changes (prompt
+#: templates, result shape...) and old entries simply stop matching, then expire.
+CACHE_VERSION = "1"
+DEFAULT_TABLE = "visioncache"
+DEFAULT_CONTAINER = "vision-cache"
+DEFAULT_TTL_SECONDS = 7 * 24 * 3600
+#: A string property holds at most 32K UTF-16 code units (64 KiB); stay a little under.
+CHUNK_UTF16_UNITS = 32_000
+#: An entity is at most 1 MiB and 255 properties (PartitionKey, RowKey, Timestamp included).
+#: Azurite enforces neither exactly, so these safe budgets are checked here.
+MAX_ENTITY_BYTES = 960 * 1024
+MAX_PROPERTIES = 250
+#: Results never stored: served from the cache, a failure would stick for a week.
+REFUSED_STATUSES = frozenset({"failed", "content_filtered"})
+
+# What ``UseDevelopmentStorage=true`` stands for: Azurite's default ports and its public,
+# documented development key (not a secret).
+_DEV_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SECRET = re.compile(r"(?i)\b(accountkey|sig|sharedaccesssignature|signature|password|token)=[^;&\s'\"]+")
+
+
+def cache_key(
+    image_bytes: bytes | bytearray | memoryview, *, deployment: str, prompt: str, detail: str,
+    max_tokens: int | None, extra: Mapping[str, str] | None = None,
+) -> str:
+    """Hex SHA-256 of the raw image bytes and everything else that changes the answer.
+
+    The fields are JSON-encoded (so ``("ab", "c")`` and ``("a", "bc")`` differ) and
+    length-prefixed ahead of the image bytes, which are fed to the hash once, uncopied (a
+    streaming caller could feed them piecewise). ``extra`` (schema hash, task...) is
+    order-independent, and None equals ``{}`` so adding it later keeps existing keys.
+    """
+    fields = {"version": CACHE_VERSION, "deployment": deployment, "prompt": prompt, "detail": detail,
+              "max_tokens": max_tokens, "extra": dict(extra or {})}
+    header = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+    digest = hashlib.sha256(len(header).to_bytes(8, "big"))
+    digest.update(header)
+    digest.update(image_bytes)
+    return digest.hexdigest()
+
+
+def utf16_units(text: str) -> int:
+    """Length as Table Storage counts it: UTF-16 code units (an emoji is two)."""
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def split_utf16(text: str, limit: int = CHUNK_UTF16_UNITS) -> list[str]:
+    """Cut ``text`` into pieces of at most ``limit`` UTF-16 units, never inside a surrogate pair.
+
+    Cutting the UTF-16 encoding makes the count exact and fast; a cut that would end a
+    piece on a high surrogate moves back one unit, so pieces are whole Python characters.
+    """
+    if limit < 2:
+        raise ValueError("limit must be at least 2 UTF-16 units")
+    data = text.encode("utf-16-le", "surrogatepass")
+    pieces: list[str] = []
+    start = 0
+    while start < len(data):
+        end = min(start + 2 * limit, len(data))
+        if end < len(data) and 0xD800 <= int.from_bytes(data[end - 2 : end], "little") <= 0xDBFF:
+            end -= 2
+        pieces.append(data[start:end].decode("utf-16-le", "surrogatepass"))
+        start = end
+    return pieces
+
+
+def _value_size(value: Any) -> int:
+    if isinstance(value, str):
+        return 4 + 2 * utf16_units(value)
+    if isinstance(value, bool):
+        return 1
+    if isinstance(value, int):
+        return 4 if -(2**31) <= value < 2**31 else 8
+    if isinstance(value, bytes | bytearray):
+        return 4 + len(value)
+    return 16 if isinstance(value, UUID) else 8  # Double, DateTime, Int64
+
+
+def entity_size_bytes(entity: Mapping[str, Any]) -> int:
+    """Entity size per Microsoft's documented formula (the service's 1 MiB limit applies to it).
+
+    ``4 + len(PartitionKey + RowKey) * 2 + sum(8 + len(name) * 2 + sizeof(value))`` with a
+    string ``4 + len_utf16 * 2``, Int32 4, Int64/Double/DateTime 8, Bool 1, Guid 16 and
+    Binary ``4 + len``.
+    """
+    size = 4 + 2 * utf16_units(str(entity.get("PartitionKey", "")) + str(entity.get("RowKey", "")))
+    for name, value in entity.items():
+        if name not in ("PartitionKey", "RowKey"):
+            size += 8 + 2 * utf16_units(name) + _value_size(value)
+    return size
+
+
+@dataclass(frozen=True)
+class BlobSpill:
+    """Too big for one entity: the payload goes to blob ``blob_name``, ``entity`` points at it."""
+
+    blob_name: str
+    payload: str
+    entity: dict[str, Any]
+    reason: str
+
+
+def plan_entity(
+    key: str, payload_json: str, *, meta: Mapping[str, Any] | None = None,
+    chunk_units: int = CHUNK_UTF16_UNITS, max_bytes: int = MAX_ENTITY_BYTES,
+    max_properties: int = MAX_PROPERTIES,
+) -> dict[str, Any] | BlobSpill:
+    """The entity storing ``payload_json`` under ``key``, or a :class:`BlobSpill` if it won't fit.
+
+    PartitionKey is the key's first two hex characters, RowKey the key. Lookups are point
+    reads either way, but SHA-256 fills the 256 partitions evenly so the service can spread
+    them over servers, and a clean-up job can sweep expired rows partition by partition
+    with batched deletes (a batch shares one PartitionKey), which one partition per key
+    would rule out. The JSON is split over ``v000``, ``v001``... with ``chunks`` and a
+    ``sha256`` of the payload to detect corruption; nothing is ever truncated.
+    """
+    base: dict[str, Any] = {"PartitionKey": key[:2], "RowKey": key, **(meta or {})}
+    base["sha256"] = hashlib.sha256(payload_json.encode("utf-8")).hexdigest()
+    pieces = split_utf16(payload_json, chunk_units)
+    entity = {**base, "storage": "table", "chunks": len(pieces)}
+    entity.update({f"v{index:03d}": piece for index, piece in enumerate(pieces)})
+    size, properties = entity_size_bytes(entity), len(entity) + 1  # + the service's Timestamp
+    if size <= max_bytes and properties <= max_properties:
+        return entity
+    reason = f"{size} bytes in {properties} properties, over {max_bytes} bytes or {max_properties} properties"
+    pointer = {**base, "storage": "blob", "blob": f"{key}.json"}
+    return BlobSpill(blob_name=f"{key}.json", payload=payload_json, entity=pointer, reason=reason)
+
+
+class CorruptEntry(ValueError):
+    """A stored entry cannot be trusted (hash mismatch, missing chunk, bad JSON): it is a miss."""
+
+
+def encode_payload(value: Mapping[str, Any]) -> str:
+    """Compact JSON keeping non-ASCII text as is (``\\uXXXX`` costs 6 units), except lone
+    surrogates, which cannot travel as UTF-8 and are escaped (``json.loads`` restores them)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return _LONE_SURROGATE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
+def decode_payload(payload: str | bytes, expected_sha256: Any) -> dict[str, Any]:
+    """The stored dict, once its hash checks out; raises :class:`CorruptEntry`."""
+    raw = payload.encode("utf-8") if isinstance(payload, str) else payload
+    if hashlib.sha256(raw).hexdigest() != expected_sha256:
+        raise CorruptEntry("sha256 mismatch")
+    try:
+        value = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CorruptEntry(f"invalid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise CorruptEntry("payload is not a JSON object")
+    return value
+
+
+def table_payload(entity: Mapping[str, Any]) -> str:
+    """The ``vNNN`` chunks of a table-stored entry, rejoined; raises :class:`CorruptEntry`."""
+    chunks = entity.get("chunks")
+    if type(chunks) is not int or chunks < 0:
+        raise CorruptEntry("no valid chunk count")
+    pieces = [entity.get(f"v{index:03d}") for index in range(chunks)]
+    if not all(isinstance(piece, str) for piece in pieces):
+        raise CorruptEntry("a chunk is missing")
+    return "".join(pieces)
+
+
+def _describe(exc: BaseException) -> str:
+    """One line about a failure for logs and health checks, anything key-like redacted."""
+    lines = str(exc).strip().splitlines()
+    text = _SECRET.sub(r"\1=***", lines[0] if lines else "")
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _normalise_connection_string(connection_string: str) -> str:
+    """Expand ``UseDevelopmentStorage=true`` (any case, trailing ``;``): the two SDKs disagree on it."""
+    parts = (p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    flags = {name.strip().lower(): value.strip().lower() for name, value in parts}
+    return _DEV_CONNECTION_STRING if flags.get("usedevelopmentstorage") == "true" else connection_string
+
+
+def _sdk_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pop the timeout options; the table and blob client keywords (short timeouts, 1 retry)."""
+    timeouts = {"connection_timeout": options.pop("connection_timeout", 2.0),
+                "read_timeout": options.pop("read_timeout", 5.0)}
+    retries = options.pop("retry_total", 1)
+    # The blob SDK's default retry waits 15 s before retrying: far too long for a request.
+    retry = LinearRetry(backoff=0.5, retry_total=retries, random_jitter_range=0)
+    return {**timeouts, "retry_total": retries}, {**timeouts, "retry_policy": retry}
+
+
+class AnswerCache:
+    """Analysis results in a table, oversized ones spilled to a blob container.
+
+    Build it with :meth:`from_connection_string`, :meth:`from_endpoint` (keyless) or
+    :meth:`from_settings`. The SDK is synchronous: async callers use :meth:`aget`,
+    :meth:`aput` and :meth:`aping`, which run it in a worker thread. After a storage
+    failure the cache makes no calls for ``cooldown_seconds``, so a slow account costs one
+    timeout rather than one per request; :meth:`ping` ignores the cooldown. ``clock``
+    (epoch seconds) decides expiry, so tests need not sleep.
+    """
+
+    def __init__(
+        self, table_service: TableServiceClient, blob_service: BlobServiceClient | None = None, *,
+        table_name: str = DEFAULT_TABLE, container_name: str = DEFAULT_CONTAINER,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS, clock: Callable[[], float] = time.time,
+        cooldown_seconds: float = 15.0,
+    ) -> None:
+        self.table_name, self.container_name = table_name, container_name
+        self.ttl_seconds, self.cooldown_seconds = ttl_seconds, cooldown_seconds
+        self._clock = clock
+        self._services = (table_service, blob_service)
+        self._table = table_service.get_table_client(table_name)
+        self._container = blob_service.get_container_client(container_name) if blob_service else None
+        self._table_ready = self._container_ready = False
+        self._quiet_until = 0.0
+        #: Storage failures since start, and the last one (None again once storage answers).
+        self.errors = 0
+        self.last_error: str | None = None
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, **options: Any) -> AnswerCache:
+        """From a storage connection string; ``UseDevelopmentStorage=true`` is local Azurite.
+
+        ``options``: ``connection_timeout`` (2 s), ``read_timeout`` (5 s), ``retry_total``
+        (1), and the constructor's keywords.
+        """
+        table_options, blob_options = _sdk_options(options)
+        conn = _normalise_connection_string(connection_string)
+        tables = TableServiceClient.from_connection_string(conn, **table_options)
+        return cls(tables, BlobServiceClient.from_connection_string(conn, **blob_options), **options)
+
+    @classmethod
+    def from_endpoint(
+        cls, table_endpoint: str, credential: TokenCredential, *, blob_endpoint: str | None = None,
+        **opts: Any,
+    ) -> AnswerCache:
+        """Keyless: an account endpoint and an ``azure.identity`` credential (options as above).
+
+        Without ``blob_endpoint`` it is derived from a standard ``<account>.table.<suffix>``
+        host; if it cannot be, oversized answers are simply not cached.
+        """
+        table_options, blob_options = _sdk_options(opts)
+        host = urlparse(table_endpoint).netloc
+        if blob_endpoint is None and ".table." in host:
+            blob_endpoint = table_endpoint.replace(host, host.replace(".table.", ".blob.", 1), 1)
+        tables = TableServiceClient(endpoint=table_endpoint, credential=credential, **table_options)
+        blobs = None
+        if blob_endpoint:
+            blobs = BlobServiceClient(blob_endpoint, credential=credential, **blob_options)
+        return cls(tables, blobs, **opts)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, credential: TokenCredential | None = None
+    ) -> AnswerCache | None:
+        """From ``AzureWebJobsStorage`` or, keyless, ``AzureWebJobsStorage__tableServiceUri``.
+
+        None (logged) when neither is set, so the CLI works without storage.
+        """
+        options = {"table_name": settings.cache_table, "container_name": settings.cache_container,
+                   "ttl_seconds": settings.cache_ttl_seconds}
+        if settings.storage_connection_string:
+            try:
+                return cls.from_connection_string(settings.storage_connection_string, **options)
+            except ValueError:
+                raise ConfigError("AzureWebJobsStorage", "is not a valid storage connection string") from None
+        if settings.table_service_uri:
+            if credential is None:
+                from azure.identity import DefaultAzureCredential
+
+                credential = DefaultAzureCredential()
+            return cls.from_endpoint(settings.table_service_uri, credential, **options)
+        logger.warning("answer cache off: neither AzureWebJobsStorage nor its __tableServiceUri is set")
+        return None
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The cached result, or None on a miss, expiry, corruption or storage trouble."""
+        return self._guarded("get", lambda: self._get(key), None)
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        """Store ``value`` for ``ttl_seconds``; never raises.
+
+        The caller decides what to cache, but as a guard a value whose ``status`` is in
+        :data:`REFUSED_STATUSES` (or a non-dict) is refused: logged and not stored.
+        """
+        if not isinstance(value, dict) or value.get("status") in REFUSED_STATUSES:
+            logger.info("answer cache: refusing to store a failed or non-dict result")
+            return
+        try:
+            payload = encode_payload(value)
+        except (TypeError, ValueError) as exc:
+            logger.warning("answer cache: result is not JSON-serialisable, not cached: %s", _describe(exc))
+            return
+        now = self._clock()
+        meta = {"created_at": datetime.fromtimestamp(now, UTC),
+                "expires_at": datetime.fromtimestamp(now + self.ttl_seconds, UTC)}
+        plan = plan_entity(key, payload, meta=meta)
+        self._guarded("put", lambda: self._put(plan), None)
+
+    def ensure_table(self) -> bool:
+        """Create the table if needed: once, and again on a later call if storage was down."""
+        return self._guarded("ensure_table", self._ensure_table, False)
+
+    def ping(self) -> Literal[True] | str:
+        """True when table storage answers, else a short reason without secrets (for /health)."""
+        try:
+            self._ensure_table()
+            self._table.get_entity(partition_key="ping", row_key="ping")
+        except ResourceNotFoundError:
+            pass
+        except Exception as exc:
+            self._failed("ping", exc)
+            return self.last_error or "unreachable"
+        self._recovered()
+        return True
+
+    async def aget(self, key: str) -> dict[str, Any] | None:
+        return await asyncio.to_thread(self.get, key)
+
+    async def aput(self, key: str, value: dict[str, Any]) -> None:
+        await asyncio.to_thread(self.put, key, value)
+
+    async def aping(self) -> Literal[True] | str:
+        return await asyncio.to_thread(self.ping)
+
+    def close(self) -> None:
+        for service in self._services:
+            if service is not None:
+                service.close()
+
+    def _guarded(self, operation: str, call: Callable[[], T], default: T) -> T:
+        """Run a storage operation; a failure is logged once, recorded, and becomes ``default``."""
+        if time.monotonic() < self._quiet_until:
+            logger.debug("answer cache %s skipped: storage failed recently", operation)
+            return default
+        try:
+            result = call()
+        except Exception as exc:  # a cache must never fail the request it serves
+            self._failed(operation, exc)
+            return default
+        self._recovered()
+        return result
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        self.errors += 1
+        self.last_error = _describe(exc)
+        self._quiet_until = time.monotonic() + self.cooldown_seconds
+        logger.warning("answer cache %s failed, continuing uncached: %s", operation, self.last_error)
+
+    def _recovered(self) -> None:
+        self.last_error, self._quiet_until = None, 0.0
+
+    def _ensure_table(self) -> bool:
+        if not self._table_ready:
+            with contextlib.suppress(ResourceExistsError):
+                self._table.create_table()
+            self._table_ready = True
+        return True
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        self._ensure_table()
+        try:
+            entity = self._table.get_entity(partition_key=key[:2], row_key=key)
+        except ResourceNotFoundError as exc:
+            self._table_ready = exc.error_code != "TableNotFound"  # deleted behind our back
+            return None
+        try:
+            expires_at = entity.get("expires_at")
+            if not isinstance(expires_at, datetime):
+                raise CorruptEntry("no expires_at")
+            if self._clock() >= expires_at.timestamp():
+                self._forget(entity)
+                return None
+            if entity.get("storage") == "blob":
+                return decode_payload(self._read_blob(entity), entity.get("sha256"))
+            return decode_payload(table_payload(entity), entity.get("sha256"))
+        except CorruptEntry as exc:
+            logger.warning("answer cache entry %s... is corrupt (%s): treated as a miss", key[:12], exc)
+            return None
+
+    def _read_blob(self, entity: Mapping[str, Any]) -> bytes:
+        if self._container is None:
+            raise CorruptEntry("entry is in a blob but no blob storage is configured")
+        try:
+            return self._container.download_blob(str(entity.get("blob"))).readall()
+        except ResourceNotFoundError:
+            raise CorruptEntry("its blob is missing") from None
+
+    def _put(self, plan: dict[str, Any] | BlobSpill) -> None:
+        self._ensure_table()
+        entity = plan
+        if isinstance(plan, BlobSpill):
+            if self._container is None:
+                logger.warning("answer cache: result too big for an entity and no blob storage; not cached")
+                return
+            if not self._container_ready:
+                with contextlib.suppress(ResourceExistsError):
+                    self._container.create_container()
+                self._container_ready = True
+            self._container.upload_blob(plan.blob_name, plan.payload.encode("utf-8"), overwrite=True,
+                                        content_settings=ContentSettings(content_type="application/json"))
+            entity = plan.entity
+        # REPLACE, not MERGE: chunks of an older, longer value must not linger.
+        self._table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def _forget(self, entity: Any) -> None:
+        """Best-effort delete of an expired entry, only if nobody rewrote it since we read it."""
+        try:
+            self._table.delete_entity(entity["PartitionKey"], entity["RowKey"], etag=entity.metadata["etag"],
+                                      match_condition=MatchConditions.IfNotModified)
+            if entity.get("storage") == "blob" and self._container is not None:
+                self._container.delete_blob(str(entity.get("blob")))
+        except Exception as exc:
+            logger.debug("answer cache: could not delete an expired entry: %s", _describe(exc))
