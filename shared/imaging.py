@@ -1,0 +1,433 @@
+"""Turn uploaded image bytes into the JPEG we send to the model.
+
+Why prepare images at all: the model bills by the size of the image it receives
+(see :mod:`shared.tokens`), uploads are often 12 MP phone photos, and a hostile
+upload can be a decompression bomb. So every image is checked, decoded once at
+the smallest size that will do, and re-encoded as a plain RGB JPEG no larger on
+its long side than the detail level needs (``DETAIL_MAX_SIDE``).
+
+Decisions, and why:
+
+* **Format by magic bytes only.** File names and ``Content-Type`` headers are
+  the caller's claim; the first bytes are the file's. We accept JPEG, PNG, GIF,
+  WEBP, BMP and TIFF, and open each with only its own Pillow plugin, so bytes
+  that merely *look* like something else never reach plugins such as EPS.
+  Bytes with none of those signatures (text, PDF, HTML, empty input) raise
+  ``UnsupportedImage`` (415): empty input is "not an image we take" too, so the
+  caller gets one consistent answer for "this is not an image". Bytes with a
+  signature that Pillow still cannot read (e.g. an exotic TIFF layout, or a
+  corrupt or truncated file) raise ``ImageDecodeError`` (422).
+* **Pixel limit before decoding.** ``Image.open`` only parses the header; the
+  ``max_pixels`` limit (default 50 MP) is checked on that size before any pixel
+  is decoded. Pillow's own guard (``Image.MAX_IMAGE_PIXELS``) is left as it is,
+  a process-wide backstop we do not mutate: past twice its value Pillow refuses
+  in ``open`` and we turn that into ``ImageTooLarge`` too; between one and two
+  times it Pillow only *warns* (``DecompressionBombWarning``) before our own
+  check refuses the image, and if warnings are errors we map that as well.
+* **Truncated files are refused.** ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays
+  False: a half JPEG would otherwise "decode" with a grey lower half, and the
+  model would describe an image the user never sent.
+* **Every decoder failure is an ImageDecodeError**, never a raw Pillow
+  exception (see ``_DECODE_ERRORS``).
+* **Orientation as displayed.** The EXIF orientation is applied (the same
+  table as ``ImageOps.exif_transpose``), after shrinking, where it is cheap.
+  Sizes reported (``width``, ``original_width`` ...) are as displayed.
+* **Colour.** Every mode becomes 8-bit RGB. Transparency is flattened on
+  white (documents, logos and screenshots read best that way). 16-bit and
+  float greyscale are scaled into 0..255, not clipped (see ``_high_depth_to_l``).
+  Animated images use their first frame. ICC profiles are not applied: the
+  models are robust to small gamut shifts and colour management would cost a
+  second pass over every pixel.
+* **Fast path for JPEG.** ``Image.draft`` asks libjpeg to decode at 1/2, 1/4 or
+  1/8 scale, never below the target size, so a 12 MP photo is never decoded
+  in full for ``low`` or ``auto``; BICUBIC then finishes the (< 2x) rest, as
+  Pillow's ``thumbnail`` does (see ``_RESAMPLE`` for the measured trade-off).
+  Other formats shrink by ``Image.reduce`` first when the ratio is large. The
+  final size is exactly the naive one (``int(side * ratio)``, at least 1), so
+  the bill is never higher than with a full decode.
+* **Always re-encode.** Even a small JPEG is re-encoded: it strips EXIF (GPS
+  positions, camera serials), ICC and comments, and guarantees a baseline RGB
+  JPEG the service accepts.
+
+Everything here is a pure function of its arguments: bytes in, bytes out.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from PIL import Image, UnidentifiedImageError
+
+from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter, UnsupportedImage
+from shared.tokens import ModelSpec, estimate_image_tokens
+
+DETAIL_MAX_SIDE = {"low": 512, "high": 2048, "auto": 1024}
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_JPEG_QUALITY = 85
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+
+HIGH_DETAIL_TASKS = frozenset({"ocr", "table_extraction", "detailed_analysis"})
+LOW_DETAIL_TASKS = frozenset({"classification", "object_detection", "quick_summary"})
+LOW_DETAIL_BELOW = 768  # both sides under this: the 512px low-detail view loses little
+HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying for
+
+# What Pillow raises from broken or hostile input. MemoryError is here because
+# a crafted header (say, a huge TIFF strip) can make a decoder ask for it.
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    struct.error,
+    EOFError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    NotImplementedError,
+    MemoryError,
+)
+
+# Pillow's own thumbnail() trade-off: shrink by an integer factor first (libjpeg
+# DCT scaling for JPEG, Image.reduce's box average otherwise) while the image
+# stays >= 2x the target, then BICUBIC for the rest. Measured on 12 MP photos
+# (benchmarks/README.md): within 0.5 dB PSNR of a full-size LANCZOS at the
+# 1024 target, far below the q85 JPEG encoding's own loss, at a third of the
+# cost; full LANCZOS after the draft would cap the JPEG speed-up near 3x.
+_RESAMPLE = Image.Resampling.BICUBIC
+_REDUCING_GAP = 2.0
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})
+
+_BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
+_WHITE = (255, 255, 255, 255)
+
+# Only to make the 415 message helpful; none of these is accepted.
+_OTHER_SIGNATURES = (
+    (b"%PDF", "PDF"),
+    (b"<svg", "SVG"),
+    (b"<?xml", "XML"),
+    (b"<!doctype html", "HTML"),
+    (b"<html", "HTML"),
+    (b"PK\x03\x04", "ZIP"),
+)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """The JPEG to send to the model, with what it cost to make and will cost to send."""
+
+    data: bytes
+    width: int
+    height: int
+    original_width: int
+    original_height: int
+    format: str
+    detail: str
+    estimated_tokens: int
+    mime_type: str = "image/jpeg"
+
+    @property
+    def data_url(self) -> str:
+        """The image inline as a ``data:`` URL, the form chat completions accept."""
+        return f"data:{self.mime_type};base64,{base64.b64encode(self.data).decode('ascii')}"
+
+
+def sniff_format(data: bytes) -> str | None:
+    """The image format the first bytes announce, or None if none we accept.
+
+    Only magic bytes count. BMP's two-byte ``BM`` is too weak on its own (plenty
+    of text starts with "BM"), so its DIB header size must also be one Pillow
+    reads.
+    """
+    head = bytes(data[:32])
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
+        return "BMP"
+    return None
+
+
+def select_detail_level(task: str | None, width: int, height: int) -> str:
+    """The detail level worth paying for, from the task and the image size.
+
+    Reading text and tables needs the high-resolution tiles; labelling or
+    summarising does not. Without a telling task, small images gain nothing
+    from ``high`` and very large ones usually carry fine detail; in between
+    the service's ``auto`` decides.
+    """
+    key = (task or "").strip().lower()
+    if key in HIGH_DETAIL_TASKS:
+        return "high"
+    if key in LOW_DETAIL_TASKS:
+        return "low"
+    if width < LOW_DETAIL_BELOW and height < LOW_DETAIL_BELOW:
+        return "low"
+    if width > HIGH_DETAIL_ABOVE or height > HIGH_DETAIL_ABOVE:
+        return "high"
+    return "auto"
+
+
+def target_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The prepared size: long side scaled down to ``max_side``, never up.
+
+    Truncating (``int``) rather than rounding keeps the size, and so the bill,
+    exactly what a naive full-decode-and-resize produces, never a pixel more.
+    """
+    longest = max(width, height)
+    if longest <= max_side:
+        return width, height
+    ratio = max_side / longest
+    return max(1, int(width * ratio)), max(1, int(height * ratio))
+
+
+def image_size(data: bytes, *, max_pixels: int | None = None) -> tuple[int, int, str]:
+    """``(width, height, format)`` as displayed, from the header only.
+
+    Cheap enough to run before accepting an upload. Raises as
+    :func:`prepare_image` does; the pixel limit is checked only if
+    ``max_pixels`` is given (Pillow's own hard limit always applies).
+    """
+    data = _as_bytes(data)
+    fmt = _sniff_or_raise(data)
+    limit = _check_limit(max_pixels) if max_pixels is not None else None
+    with _open(data, fmt, limit) as im:
+        width, height = _displayed_size(im.size, _orientation(im))
+    if limit is not None and width * height > limit:
+        raise ImageTooLarge(width * height, limit)
+    return width, height, fmt
+
+
+def prepare_image(
+    data: bytes,
+    detail: str = "auto",
+    *,
+    model: str = "gpt-4o",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    jpeg_quality: int = DEFAULT_JPEG_QUALITY,
+    model_overrides: Mapping[str, ModelSpec] | None = None,
+) -> PreparedImage:
+    """Check, decode, orient, shrink and re-encode one image for the model.
+
+    Raises ``UnsupportedImage`` (not an accepted format), ``ImageTooLarge``
+    (over ``max_pixels``), ``ImageDecodeError`` (recognised but unreadable) and
+    ``InvalidParameter`` (bad ``detail``, ``max_pixels`` or ``jpeg_quality``).
+    """
+    detail = _check_detail(detail)
+    limit = _check_limit(max_pixels)
+    if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 95:
+        raise InvalidParameter("jpeg_quality", f"must be an integer from 1 to 95; got {jpeg_quality!r}")
+    data = _as_bytes(data)
+    fmt = _sniff_or_raise(data)
+
+    with _open(data, fmt, limit) as im:
+        orientation = _orientation(im)
+        width, height = _displayed_size(im.size, orientation)
+        if width * height > limit:
+            raise ImageTooLarge(width * height, limit)
+        out_w, out_h = target_size(width, height, DETAIL_MAX_SIDE[detail])
+        # Work in stored orientation until the end: rotating the small result is cheaper.
+        stored = (out_h, out_w) if orientation in _SWAPS_SIDES else (out_w, out_h)
+        try:
+            box = None
+            if fmt == "JPEG" and stored != im.size:
+                drafted = im.draft("RGB", stored)
+                box = drafted[1] if drafted else None
+            im.load()
+            frame = _normalise(im)
+        except Image.DecompressionBombError as exc:
+            raise _too_large(exc, limit) from exc
+        except _DECODE_ERRORS as exc:
+            raise _undecodable(fmt, exc) from exc
+
+        if frame.size != stored:
+            frame = frame.resize(stored, _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)
+        frame = _flatten(frame)
+        if orientation in _TRANSPOSE:
+            frame = frame.transpose(_TRANSPOSE[orientation])
+        frame.info = {}  # strip comments and anything else the encoder might copy
+        buffer = io.BytesIO()
+        frame.save(buffer, "JPEG", quality=jpeg_quality)
+
+    return PreparedImage(
+        data=buffer.getvalue(),
+        width=out_w,
+        height=out_h,
+        original_width=width,
+        original_height=height,
+        format=fmt,
+        detail=detail,
+        estimated_tokens=estimate_image_tokens(out_w, out_h, detail, model, model_overrides),
+    )
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Any Pillow mode as 8-bit RGB: alpha on white, high bit depths scaled.
+
+    Public so callers with an already-decoded image (and the tests) get exactly
+    the conversion ``prepare_image`` applies.
+    """
+    return _flatten(_normalise(image))
+
+
+# --- helpers ----------------------------------------------------------------
+
+
+def _as_bytes(data: bytes | bytearray | memoryview) -> bytes:
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise TypeError(f"image data must be bytes, not {type(data).__name__}")
+    return bytes(data)
+
+
+def _check_detail(detail: str) -> str:
+    value = detail.strip().lower() if isinstance(detail, str) else detail
+    if value not in DETAIL_MAX_SIDE:
+        raise InvalidParameter("detail", f"must be one of {', '.join(DETAIL_MAX_SIDE)}; got {detail!r}")
+    return value
+
+
+def _check_limit(max_pixels: int) -> int:
+    if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
+        raise InvalidParameter("max_pixels", f"must be a positive integer; got {max_pixels!r}")
+    return max_pixels
+
+
+def _sniff_or_raise(data: bytes) -> str:
+    if not data:
+        raise UnsupportedImage("the image is empty (0 bytes)", size_bytes=0)
+    fmt = sniff_format(data)
+    if fmt is None:
+        head = data[:16].lstrip().lower()
+        seen = next((name for sig, name in _OTHER_SIGNATURES if head.startswith(sig.lower())), None)
+        told = f"; the bytes look like {seen}" if seen else ""
+        raise UnsupportedImage(
+            f"not an image format we accept ({', '.join(SUPPORTED_FORMATS)}){told}", detected=seen
+        )
+    return fmt
+
+
+def _open(data: bytes, fmt: str, limit: int | None) -> Image.Image:
+    """Parse the header with the sniffed format's plugin only; no pixels decoded."""
+    try:
+        return Image.open(io.BytesIO(data), formats=[fmt])
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _too_large(exc, limit) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError(f"the bytes start like {fmt} but Pillow cannot read them", format=fmt) from exc
+    except _DECODE_ERRORS as exc:
+        raise _undecodable(fmt, exc) from exc
+
+
+def _too_large(exc: Exception, limit: int | None) -> ImageTooLarge:
+    """ImageTooLarge from Pillow's bomb guard, whose message is all it tells us of the size."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    hard_limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+    effective = min(limit, hard_limit) if limit and hard_limit else (limit or hard_limit)
+    return ImageTooLarge(int(found.group(1)) if found else effective + 1, effective)
+
+
+def _undecodable(fmt: str, exc: BaseException) -> ImageDecodeError:
+    reason = str(exc) or type(exc).__name__
+    return ImageDecodeError(f"the {fmt} image cannot be decoded: {reason}", format=fmt)
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation 1..8, read without decoding pixels; 1 when absent or broken.
+
+    PNG's ``getexif`` would decode the whole image to look for an eXIf chunk
+    after the pixels; the PNG spec puts eXIf before IDAT, so only that one is
+    honoured. Broken metadata must not cost the user their image.
+    """
+    if im.format == "PNG" and "exif" not in im.info:
+        return 1
+    try:
+        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:
+        return 1
+    return value if value in _TRANSPOSE else 1
+
+
+def _displayed_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    return (size[1], size[0]) if orientation in _SWAPS_SIDES else size
+
+
+def _normalise(im: Image.Image) -> Image.Image:
+    """Any mode to L, RGB or RGBA: the modes LANCZOS resizes correctly and cheaply.
+
+    Greyscale stays one channel through the resize (a third of the work);
+    RGBA stays RGBA so Pillow's premultiplied resize keeps edges clean, and
+    is flattened afterwards.
+    """
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return _high_depth_to_l(im)
+    if im.has_transparency_data:
+        if mode in ("RGBA",):
+            return im
+        # La has no direct route to RGBA; LA does.
+        return (im.convert("LA") if mode == "La" else im).convert("RGBA")
+    if mode in ("L", "RGB"):
+        return im
+    if mode == "1":
+        return im.convert("L")
+    return im.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX ...
+
+
+def _high_depth_to_l(im: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greyscale to 8-bit, scaled rather than clipped.
+
+    Pillow's plain ``convert("L")`` clips these at 255, turning most 16-bit
+    scans white. The value range is inferred: ``I;16*`` is 0..65535. ``I``
+    holding 0..255 is 8-bit data, 0..65535 is 16-bit data, anything else is
+    stretched from its min to its max. ``F`` holding 0..1 is normalised
+    data, 0..255 is 8-bit data, anything else is stretched likewise.
+    """
+    if im.mode.startswith("I;16"):
+        im, nominal = im.convert("I"), (0, 65535)
+    else:
+        low, high = im.getextrema()
+        if im.mode == "F" and low >= 0 and high <= 1:
+            nominal = (0, 1)
+        elif low >= 0 and high <= 255:
+            nominal = (0, 255)
+        elif im.mode == "I" and low >= 0 and high <= 65535:
+            nominal = (0, 65535)
+        else:
+            nominal = (low, high)
+    low, high = nominal
+    if high <= low:  # a flat image out of any nominal range: mid-grey, not a guess at black or white
+        return Image.new("L", im.size, 128)
+    scale = 255 / (high - low)
+    offset = -low * scale
+    return im.point(lambda v: v * scale + offset).convert("L")
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    """L, RGB or RGBA to RGB, compositing any alpha over white."""
+    if im.mode == "RGBA":
+        background = Image.new("RGBA", im.size, _WHITE)
+        background.alpha_composite(im)
+        return background.convert("RGB")
+    return im if im.mode == "RGB" else im.convert("RGB")

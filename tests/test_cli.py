@@ -1,0 +1,85 @@
+"""The CLI: same service, same settings; errors become exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from shared.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_MODEL, EXIT_OK, main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_OPENAI", "OPENAI_", "VISION_"))}
+    clean.update(env or {})
+    clean["PYTHONPATH"] = str(REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "shared", *args], capture_output=True, text=True, env=clean, cwd=cwd or REPO,
+        timeout=120,
+    )
+
+
+def test_help_documents_commands_and_settings():
+    result = run("--help")
+    assert result.returncode == 0
+    for word in ("analyze", "prepare", "serve", "AZURE_OPENAI_ENDPOINT", "VISION_MAX_IMAGE_BYTES"):
+        assert word in result.stdout
+    analyze_help = run("analyze", "--help").stdout
+    assert "--prompt" in analyze_help and "--detail" in analyze_help and "AZURE_OPENAI_DEPLOYMENT" in analyze_help
+
+
+def test_prepare_reports_what_would_be_sent(corpus, tmp_path):
+    result = run("prepare", str(corpus / "astronaut.png"), "--detail", "high", "--json", cwd=tmp_path)
+    assert result.returncode == EXIT_OK, result.stderr
+    report = json.loads(result.stdout)
+    assert report["sent"]["width"] == 512 and report["sent"]["height"] == 512
+    assert report["estimated_image_tokens"] == 85 + 170  # one 512 tile
+    assert report["estimated_input_cost_usd"] > 0
+    text = run("prepare", str(corpus / "astronaut.png"), cwd=tmp_path)
+    assert "512x512" in text.stdout and "tokens" in text.stdout
+
+
+def test_analyze_json_against_the_double(aoai, corpus, tmp_path):
+    env = {
+        "AZURE_OPENAI_ENDPOINT": aoai.endpoint,
+        "AZURE_OPENAI_API_KEY": aoai.api_key,
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+        "VISION_CACHE_ENABLED": "false",
+    }
+    result = run("analyze", str(corpus / "rocket.jpg"), "--prompt", "What is it?", "--json", env=env, cwd=tmp_path)
+    assert result.returncode == EXIT_OK, result.stderr
+    document = json.loads(result.stdout)
+    assert document["analysis"] and document["cached"] is False
+    assert aoai.requests[0].body["messages"][-1]["content"][0]["text"] == "What is it?"
+    assert aoai.api_key not in result.stdout + result.stderr
+
+
+def test_local_settings_json_is_read(aoai, corpus, tmp_path):
+    (tmp_path / "local.settings.json").write_text(json.dumps({"Values": {
+        "AZURE_OPENAI_ENDPOINT": aoai.endpoint, "AZURE_OPENAI_API_KEY": aoai.api_key,
+        "AZURE_OPENAI_DEPLOYMENT": "from-file", "VISION_CACHE_ENABLED": "false",
+    }}))
+    result = run("analyze", str(corpus / "chelsea.png"), cwd=tmp_path)
+    assert result.returncode == EXIT_OK, result.stderr
+    assert result.stdout.strip()
+    assert aoai.requests[0].deployment == "from-file"
+
+
+def test_exit_codes(corpus, tmp_path, monkeypatch, capsys):
+    for name in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VISION_CACHE_ENABLED", "false")
+    assert main(["analyze", str(corpus / "chelsea.png")]) == EXIT_MODEL
+    assert "AZURE_OPENAI_ENDPOINT" in capsys.readouterr().err
+    assert main(["prepare", str(tmp_path / "missing.png")]) == EXIT_INPUT
+    (tmp_path / "notes.txt").write_text("not an image")
+    assert main(["prepare", str(tmp_path / "notes.txt")]) == EXIT_INPUT
+    assert "image" in capsys.readouterr().err
+    monkeypatch.setenv("VISION_MAX_IMAGE_PIXELS", "none")
+    assert main(["prepare", str(corpus / "chelsea.png")]) == EXIT_CONFIG
+    assert "VISION_MAX_IMAGE_PIXELS" in capsys.readouterr().err

@@ -1,0 +1,146 @@
+"""Providers over the real openai SDK against the spec-validating double."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image
+
+from shared import providers
+from shared.errors import (
+    ContentFiltered,
+    ModelBadResponse,
+    ModelError,
+    ModelNotConfigured,
+    ModelThrottled,
+    ModelUnavailable,
+)
+from shared.imaging import prepare_image
+from shared.providers import UnconfiguredProvider, VisionRequest, build_provider
+from tests.aoai_double import Reply
+from tests.conftest import encode
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    return prepare_image(encode(Image.new("RGB", (640, 480), "teal"), "PNG"), "low")
+
+
+def request_for(image, prompt="What colour?", max_tokens=30):
+    return VisionRequest(prompt=prompt, images=(image,), max_tokens=max_tokens)
+
+
+async def complete(settings, request):
+    provider = build_provider(settings)
+    try:
+        return await provider.complete(request)
+    finally:
+        await provider.aclose()
+
+
+async def test_azure_request_shape_and_usage(make_settings, aoai, prepared):
+    aoai.enqueue(Reply.ok("Teal.", prompt_tokens=99, completion_tokens=2))
+    completion = await complete(make_settings(), request_for(prepared))
+    assert completion.text == "Teal."
+    assert completion.usage.total_tokens == 101
+    assert completion.finish_reason == "stop"
+    [request] = aoai.requests
+    assert request.deployment == "gpt-4o"
+    assert request.query["api-version"] == "2024-10-21"
+    assert request.headers["api-key"] == aoai.api_key
+    [message] = request.body["messages"]
+    assert message["role"] == "user"
+    text, image = message["content"]
+    assert text == {"type": "text", "text": "What colour?"}
+    assert image["type"] == "image_url"
+    assert image["image_url"]["detail"] == "low"
+    assert image["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    assert request.body["max_tokens"] == 30
+    assert any(name.startswith("x-ratelimit-remaining") for name in completion.rate_limit)
+
+
+async def test_openai_compatible_server(aoai, prepared):
+    from shared.config import Settings
+
+    settings = Settings.from_mapping(
+        {"OPENAI_BASE_URL": aoai.openai_base_url, "OPENAI_MODEL": "llava", "OPENAI_API_KEY": aoai.api_key}
+    )
+    completion = await complete(settings, request_for(prepared))
+    assert completion.text
+    assert aoai.requests[0].body["model"] == "llava"
+
+
+async def test_entra_id_when_no_key(make_settings, aoai, prepared, monkeypatch):
+    """Without a key the client asks azure-identity for a bearer token (faked here: no network)."""
+    calls = []
+
+    def token_provider():
+        calls.append(1)
+        return "entra-token"
+
+    monkeypatch.setattr(providers, "_entra_token_provider", lambda: token_provider)
+    settings = make_settings(AZURE_OPENAI_API_KEY="")
+    provider = build_provider(settings)
+    assert provider.describe()["auth"] == "entra_id"
+    try:
+        await provider.complete(request_for(prepared))
+    finally:
+        await provider.aclose()
+    assert calls
+    assert aoai.requests[0].headers["authorization"] == "Bearer entra-token"
+    assert "api-key" not in aoai.requests[0].headers
+
+
+@pytest.mark.parametrize(
+    ("replies", "error", "retries"),
+    [
+        ([Reply.throttled(retry_after_ms=10)] * 3, ModelThrottled, 2),
+        ([Reply.server_error(503)] * 3, ModelUnavailable, 2),
+        ([Reply.malformed()], ModelBadResponse, 0),
+        ([Reply.malformed_schema()], ModelBadResponse, 0),
+        ([Reply.content_filter_prompt()], ContentFiltered, 0),
+        ([Reply.content_filter_completion()], ContentFiltered, 0),
+    ],
+)
+async def test_errors_are_translated(make_settings, aoai, prepared, replies, error, retries):
+    for reply in replies:
+        aoai.enqueue(reply)
+    with pytest.raises(error) as caught:
+        await complete(make_settings(VISION_MODEL_MAX_RETRIES=str(retries)), request_for(prepared))
+    if error in (ModelThrottled, ModelUnavailable):
+        assert caught.value.__cause__ is not None  # translated at the edge with raise ... from
+    assert len(aoai.requests) == retries + 1
+
+
+async def test_throttle_carries_retry_after(make_settings, aoai, prepared):
+    aoai.enqueue(Reply.throttled(retry_after_ms=1500))
+    with pytest.raises(ModelThrottled) as caught:
+        await complete(make_settings(VISION_MODEL_MAX_RETRIES="0"), request_for(prepared))
+    assert caught.value.retry_after == pytest.approx(1.5)
+
+
+async def test_wrong_key_names_the_setting(make_settings, aoai, prepared):
+    with pytest.raises(ModelError) as caught:
+        await complete(make_settings(AZURE_OPENAI_API_KEY="wrong"), request_for(prepared))
+    assert "AZURE_OPENAI_API_KEY" in caught.value.detail
+    assert "wrong" not in caught.value.detail
+
+
+async def test_connection_refused_is_unavailable(make_settings, aoai, prepared):
+    from tests.azurite import free_port
+
+    settings = make_settings(AZURE_OPENAI_ENDPOINT=f"http://127.0.0.1:{free_port()}", VISION_MODEL_MAX_RETRIES="0")
+    with pytest.raises(ModelUnavailable):
+        await complete(settings, request_for(prepared))
+
+
+async def test_unconfigured_names_the_settings(prepared):
+    with pytest.raises(ModelNotConfigured) as caught:
+        await UnconfiguredProvider().complete(request_for(prepared))
+    assert "AZURE_OPENAI_ENDPOINT" in caught.value.detail
+
+
+def test_prepared_image_is_a_valid_jpeg(prepared):
+    image = Image.open(io.BytesIO(prepared.data))
+    assert image.format == "JPEG" and image.size == (512, 384)
