@@ -81,7 +81,8 @@ def _prepare(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(report)
     else:
-        print(f"{args.image}: {prepared.format} {prepared.original_width}x{prepared.original_height}, {len(data)} bytes")
+        original = f"{prepared.original_width}x{prepared.original_height}"
+        print(f"{args.image}: {prepared.format} {original}, {len(data)} bytes")
         print(f"sends:   JPEG {prepared.width}x{prepared.height}, {len(prepared.data)} bytes, detail={prepared.detail}")
         print(f"tokens:  ~{prepared.estimated_tokens} image tokens on {model}")
         print(f"cost:    ~${report['estimated_input_cost_usd']:.6f} for the image input")

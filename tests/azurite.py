@@ -7,6 +7,7 @@ outside loopback is touched and no state leaks between runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -62,7 +63,7 @@ class Azurite:
             f"TableEndpoint=http://127.0.0.1:{self.table_port}/{DEV_ACCOUNT};"
         )
 
-    def start(self) -> "Azurite":
+    def start(self) -> Azurite:
         if not AZURITE_BIN.exists():
             raise RuntimeError(f"Azurite is not installed at {AZURITE_BIN}; run scripts/setup")
         if self.location is None:
@@ -95,10 +96,8 @@ class Azurite:
                 os.killpg(self.process.pid, signal.SIGTERM)
                 self.process.wait(timeout=2)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.process.wait(timeout=5)
         self.process = None
         if not keep_data and self.location:

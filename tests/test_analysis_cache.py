@@ -80,7 +80,7 @@ async def test_failures_are_not_cached(make_settings, cache_settings, aoai, corp
     try:
         try:
             await analyzer.analyze(data, AnalysisOptions())
-        except Exception as exc:  # noqa: BLE001 - the type is asserted below
+        except Exception as exc:
             error = exc
         second = await analyzer.analyze(data, AnalysisOptions())
     finally:

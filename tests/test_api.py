@@ -289,7 +289,8 @@ async def test_openapi_describes_analyze(make_settings, make_client):
     document = (await client.get("/api/openapi.json")).json()
     operation = document["paths"]["/api/analyze"]["post"]
     content = operation["requestBody"]["content"]
-    assert set(content["multipart/form-data"]["schema"]["properties"]) >= {"file", "prompt", "detail", "task", "max_tokens"}
+    form_fields = set(content["multipart/form-data"]["schema"]["properties"])
+    assert form_fields >= {"file", "prompt", "detail", "task", "max_tokens"}
     assert "image/*" in content
     assert {"200", "400", "413", "415", "422", "429", "502", "503"} <= set(operation["responses"])
     assert "/api/health" in document["paths"]

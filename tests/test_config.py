@@ -63,7 +63,8 @@ def test_openai_compatible_server():
 
 
 def test_secrets_are_not_in_repr():
-    settings = Settings.from_mapping({**AZURE, "AZURE_OPENAI_API_KEY": "sekrit-key", "AzureWebJobsStorage": "AccountKey=abc"})
+    values = {**AZURE, "AZURE_OPENAI_API_KEY": "sekrit-key", "AzureWebJobsStorage": "AccountKey=abc"}
+    settings = Settings.from_mapping(values)
     assert "sekrit-key" not in repr(settings)
     assert "AccountKey" not in repr(settings)
 

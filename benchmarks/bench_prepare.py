@@ -1,0 +1,214 @@
+"""Benchmark ``shared.imaging.prepare_image`` against the naive way to do it.
+
+Why: preparing images is the only CPU-heavy step of a request, and on a
+Consumption-plan Function CPU time is both latency and money. The naive way
+(full decode, LANCZOS from full size, ``optimize=True``) is what most code
+does; this shows what the draft-decode path buys and checks that it never
+bills more tokens.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/bench_prepare.py [--repeat N] [--no-memory]
+
+Inputs are built once into ``benchmarks/.data/`` (gitignored): 4000x3000
+(12 MP) photos upscaled from the test corpus with LANCZOS, saved as JPEG
+quality 90 and as PNG; the same JPEGs with Gaussian grain added (an upscale is
+unrealistically smooth, about 1 MB per JPEG; grain makes it a camera-like
+~4.5 MB, and entropy decoding, which no downscaling trick avoids, grows with
+it); and the corpus's own images.
+Each image is run ``--repeat`` times with ours and the baseline interleaved,
+and the median per image is reported. Peak memory is the growth of the
+process's max RSS (it covers Pillow's C allocations, which tracemalloc cannot
+see) for one call in a fresh subprocess.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from PIL import Image, ImageChops, ImageOps
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.imaging import prepare_image  # noqa: E402
+from shared.tokens import estimate_image_tokens  # noqa: E402
+
+CORPUS = ROOT / "tests" / "fixtures" / "images"
+DATA = Path(__file__).resolve().parent / ".data"
+BASELINE_MAX_SIDE = {"low": 512, "high": 2048, "auto": 1024}
+DETAILS = ("low", "auto", "high")
+PHOTO_SOURCES = ("astronaut.png", "coffee.png", "hubble_deep_field.jpg", "chelsea.png")
+PHOTO_SIZE = (4000, 3000)
+GRAIN_SIGMA = 10  # sensor-like noise: ~4.5 MB per 12 MP JPEG, like a phone camera's
+MODEL = "gpt-4o"
+
+
+def baseline(data: bytes, detail: str) -> tuple[bytes, tuple[int, int]]:
+    """The naive preparation: decode everything, resize from full size, optimise the JPEG."""
+    im = Image.open(io.BytesIO(data))
+    im.load()
+    max_side = BASELINE_MAX_SIDE[detail]
+    w, h = im.size
+    if max(w, h) > max_side:
+        ratio = max_side / max(w, h)
+        im = im.resize((max(1, int(w * ratio)), max(1, int(h * ratio))), Image.Resampling.LANCZOS)
+    im = im.convert("RGB")
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=85, optimize=True)
+    return out.getvalue(), im.size
+
+
+def ours(data: bytes, detail: str) -> tuple[bytes, tuple[int, int]]:
+    prepared = prepare_image(data, detail, model=MODEL)
+    return prepared.data, (prepared.width, prepared.height)
+
+
+PIPELINES: dict[str, Callable[[bytes, str], tuple[bytes, tuple[int, int]]]] = {
+    "ours": ours,
+    "baseline": baseline,
+}
+
+
+def build_inputs() -> dict[str, list[Path]]:
+    """The benchmark images by kind, generated on first use."""
+    DATA.mkdir(exist_ok=True)
+    kinds: dict[str, list[Path]] = {"12 MP JPEG": [], "12 MP JPEG + grain": [], "12 MP PNG": []}
+    for name in PHOTO_SOURCES:
+        stem = Path(name).stem
+        jpeg, grainy, png = (DATA / f"{stem}_12mp{suffix}" for suffix in (".jpg", "_grain.jpg", ".png"))
+        if not (jpeg.exists() and grainy.exists() and png.exists()):
+            with Image.open(CORPUS / name) as src:
+                photo = ImageOps.fit(src.convert("RGB"), PHOTO_SIZE, Image.Resampling.LANCZOS)
+            photo.save(jpeg, "JPEG", quality=90)
+            photo.save(png, "PNG", compress_level=6)
+            grain = Image.effect_noise(PHOTO_SIZE, GRAIN_SIGMA).convert("RGB")
+            ImageChops.add(photo, grain, scale=1.0, offset=-128).save(grainy, "JPEG", quality=90)
+        kinds["12 MP JPEG"].append(jpeg)
+        kinds["12 MP JPEG + grain"].append(grainy)
+        kinds["12 MP PNG"].append(png)
+    kinds["corpus PNG/JPEG (<1 MP)"] = sorted(p for p in CORPUS.iterdir() if p.suffix in (".png", ".jpg"))
+    return kinds
+
+
+def time_kind(paths: list[Path], detail: str, repeat: int) -> dict[str, dict[str, float]]:
+    """Median seconds per image, tokens and bytes for each pipeline, interleaved."""
+    blobs = [p.read_bytes() for p in paths]
+    per_image: dict[str, list[float]] = {name: [] for name in PIPELINES}
+    tokens: dict[str, list[int]] = {name: [] for name in PIPELINES}
+    sizes: dict[str, list[int]] = {name: [] for name in PIPELINES}
+    for blob in blobs:
+        for fn in PIPELINES.values():  # warm-up: plugin imports, first-call allocations
+            fn(blob, detail)
+        samples: dict[str, list[float]] = {name: [] for name in PIPELINES}
+        results: dict[str, tuple[bytes, tuple[int, int]]] = {}
+        for _ in range(repeat):
+            for name, fn in PIPELINES.items():
+                start = time.perf_counter()
+                results[name] = fn(blob, detail)
+                samples[name].append(time.perf_counter() - start)
+        if results["ours"][1] != results["baseline"][1]:
+            raise SystemExit(f"size mismatch for {detail}: {results['ours'][1]} vs {results['baseline'][1]}")
+        for name, (out, shape) in results.items():
+            per_image[name].append(statistics.median(samples[name]))
+            tokens[name].append(estimate_image_tokens(*shape, detail, MODEL))
+            sizes[name].append(len(out))
+    return {
+        name: {
+            "seconds": statistics.mean(per_image[name]),
+            "tokens": statistics.mean(tokens[name]),
+            "bytes": statistics.mean(sizes[name]),
+        }
+        for name in PIPELINES
+    }
+
+
+def peak_rss_mib(path: Path, detail: str, pipeline: str) -> float:
+    """Max-RSS growth (MiB) of one call in a fresh interpreter."""
+    probe = subprocess.run(
+        [sys.executable, __file__, "--probe", pipeline, str(path), detail],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(probe.stdout)["peak_mib"]
+
+
+def _peak_rss_kib() -> int:
+    """This process's peak RSS in KiB.
+
+    /proc's VmHWM belongs to the address space, which exec replaces, whereas
+    ru_maxrss survives fork+exec on Linux and would report the (much larger)
+    peak of the benchmark process that spawned the probe.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+
+
+def _probe(pipeline: str, path: str, detail: str) -> None:
+    blob = Path(path).read_bytes()
+    tiny = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(tiny, "PNG")
+    PIPELINES[pipeline](tiny.getvalue(), detail)  # import plugins before measuring
+    before = _peak_rss_kib()
+    PIPELINES[pipeline](blob, detail)
+    print(json.dumps({"peak_mib": (_peak_rss_kib() - before) / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per image and pipeline")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
+    parser.add_argument("--probe", nargs=3, metavar=("PIPELINE", "PATH", "DETAIL"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.probe:
+        _probe(*args.probe)
+        return
+
+    inputs = build_inputs()
+    print(f"Python {platform.python_version()}, Pillow {Image.__version__}, {platform.machine()}, "
+          f"repeat={args.repeat}\n")
+    header = ["input", "detail", "ours ms", "baseline ms", "speed-up", "tokens ours / base",
+              "KB ours / base"]
+    if not args.no_memory:
+        header.append("peak RSS MiB ours / base")
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for kind, paths in inputs.items():
+        for detail in DETAILS:
+            r = time_kind(paths, detail, args.repeat)
+            o, b = r["ours"], r["baseline"]
+            row = [
+                f"{kind} (x{len(paths)})",
+                detail,
+                f"{o['seconds'] * 1e3:.1f}",
+                f"{b['seconds'] * 1e3:.1f}",
+                f"{b['seconds'] / o['seconds']:.1f}x",
+                f"{o['tokens']:.0f} / {b['tokens']:.0f}",
+                f"{o['bytes'] / 1024:.0f} / {b['bytes'] / 1024:.0f}",
+            ]
+            if not args.no_memory:
+                row.append(
+                    f"{peak_rss_mib(paths[0], detail, 'ours'):.0f} / "
+                    f"{peak_rss_mib(paths[0], detail, 'baseline'):.0f}"
+                )
+            print("| " + " | ".join(row) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
