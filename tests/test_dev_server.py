@@ -1,0 +1,67 @@
+"""scripts/dev end to end: Azurite plus the API under uvicorn, spoken to over real HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.azurite import free_port
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(120)
+def test_scripts_dev_serves_analyze_with_the_cache_on_azurite(aoai, corpus, tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_OPENAI", "OPENAI_", "VISION_"))}
+    env.pop("AzureWebJobsStorage", None)
+    env.update(
+        PORT=str(port),
+        AZURITE_BLOB_PORT=str(free_port()),
+        AZURITE_QUEUE_PORT=str(free_port()),
+        AZURITE_TABLE_PORT=str(free_port()),
+        AZURITE_LOCATION=str(tmp_path / "azurite"),
+        AZURE_OPENAI_ENDPOINT=aoai.endpoint,
+        AZURE_OPENAI_API_KEY=aoai.api_key,
+        AZURE_OPENAI_DEPLOYMENT="gpt-4o",
+    )
+    process = subprocess.Popen(
+        [str(REPO / "scripts" / "dev")], env=env, cwd=tmp_path, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stdout.read().decode(errors="replace")
+            try:
+                health = httpx.get(f"{base}/api/health", timeout=2)
+                if health.status_code == 200 and health.json()["storage"].get("reachable"):
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "scripts/dev did not become healthy"
+            time.sleep(0.3)
+        assert health.json()["status"] == "ok"
+        image = (corpus / "chelsea.png").read_bytes()
+        first = httpx.post(f"{base}/api/analyze", files={"file": ("cat.png", image, "image/png")}, timeout=30)
+        second = httpx.post(f"{base}/api/analyze", files={"file": ("cat.png", image, "image/png")}, timeout=30)
+        assert first.status_code == 200, first.text
+        assert (first.json()["cached"], second.json()["cached"]) == (False, True)
+        assert len(aoai.requests) == 1
+        bad = httpx.post(f"{base}/api/analyze", content=b"not an image", timeout=30)
+        assert bad.status_code == 415
+        assert bad.headers["content-type"].startswith("application/problem+json")
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
