@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from shared.cache import AnswerCache, cache_key
 from shared.config import DEFAULT_PROMPT, Settings
 from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedImage
-from shared.imaging import image_size, prepare_image, select_detail_level
-from shared.providers import Provider, VisionRequest
+from shared.imaging import PreparedImage, image_size, prepare_image, select_detail_level
+from shared.providers import Completion, Provider, Usage, VisionRequest
 from shared.tokens import estimate_cost, get_model_spec, load_model_overrides
 
 log = logging.getLogger(__name__)
@@ -77,43 +78,72 @@ def parse_max_tokens(value: str | int | None) -> int | None:
 
 
 class Analyzer:
-    """Holds the long-lived parts (settings, provider, cache) and analyses images with them."""
+    """Holds the long-lived parts (settings, provider, cache) and analyses images with them.
+
+    The steps are public so other services (extraction, multi-image) reuse them
+    instead of copying them: :meth:`check_upload`, :meth:`key_for`, :meth:`cached`
+    (cache read, single-flight, cache write) and :meth:`prepare`.
+    """
 
     def __init__(self, settings: Settings, provider: Provider, cache: AnswerCache | None) -> None:
         self.settings = settings
         self.provider = provider
         self.cache = cache
-        self._model_overrides = load_model_overrides(settings.model_table_json) if settings.model_table_json else None
+        self.model_overrides = load_model_overrides(settings.model_table_json) if settings.model_table_json else None
         self._in_flight: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def analyze(self, data: bytes, options: AnalysisOptions) -> dict[str, Any]:
         """The analysis result dict (see README, "POST /api/analyze"); raises :mod:`shared.errors`."""
         started = time.perf_counter()
         options = validate_options(options, self.settings)
+        self.check_upload(data)
+        key = self.key_for(data, options)
+
+        async def compute() -> dict[str, Any]:
+            prepared = await self.prepare(data, options.detail, options.task)
+            assert options.max_tokens is not None
+            completion = await self.provider.complete(
+                VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens)
+            )
+            return self.build_result(completion, prepared, data, task=options.task)
+
+        result = await self.cached(key, compute)
+        return {**result, "latency_ms": _elapsed_ms(started)}
+
+    def check_upload(self, data: bytes) -> None:
+        """Refuse empty and over-limit uploads before any work."""
         if len(data) > self.settings.max_image_bytes:
             raise PayloadTooLarge(self.settings.max_image_bytes, len(data))
         if not data:
             raise UnsupportedImage("the request holds no image bytes")
-        key = cache_key(
+
+    def key_for(self, data: bytes, options: AnalysisOptions, **extra: str) -> str:
+        """The cache key: raw bytes plus everything that changes the answer (no decoding)."""
+        return cache_key(
             data,
             deployment=self.settings.deployment_name or "",
             prompt=options.prompt,
             detail=options.detail or "",
             max_tokens=options.max_tokens,
-            extra={"task": options.task or "", "provider": self.provider.name},
+            extra={"task": options.task or "", "provider": self.provider.name, **extra},
         )
-        cached = await self._cache_get(key)
-        if cached is not None:
-            return {**cached, "cached": True, "latency_ms": _elapsed_ms(started)}
 
+    async def cached(self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """``compute()`` at most once per key: served from the cache, or shared with a call in flight.
+
+        Only successes are stored: an exception from ``compute`` propagates and nothing is cached.
+        The returned dict has ``cached`` set; ``latency_ms`` is the caller's to add.
+        """
+        stored = await self._cache_get(key)
+        if stored is not None:
+            return {**stored, "cached": True}
         pending = self._in_flight.get(key)
         if pending is not None:
-            result = await asyncio.shield(pending)
-            return {**result, "latency_ms": _elapsed_ms(started)}
+            return dict(await asyncio.shield(pending))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            result = await self._analyze_uncached(data, options)
+            result = {**(await compute()), "cached": False}
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it themselves
@@ -123,55 +153,44 @@ class Analyzer:
         finally:
             self._in_flight.pop(key, None)
         await self._cache_put(key, result)
-        return {**result, "latency_ms": _elapsed_ms(started)}
+        return result
 
-    async def _analyze_uncached(self, data: bytes, options: AnalysisOptions) -> dict[str, Any]:
-        detail = options.detail
+    async def prepare(self, data: bytes, detail: str | None, task: str | None) -> PreparedImage:
+        """Sniff, check and prepare one image off the event loop; detail chosen from task and size if None."""
         if detail is None:
             width, height, _ = image_size(data)
-            detail = select_detail_level(options.task, width, height)
-        model = self.settings.estimation_model
-        prepared = await asyncio.to_thread(
+            detail = select_detail_level(task, width, height)
+        return await asyncio.to_thread(
             prepare_image,
             data,
             detail,
-            model=model,
+            model=self.settings.estimation_model,
             max_pixels=self.settings.max_image_pixels,
             jpeg_quality=self.settings.jpeg_quality,
-            model_overrides=self._model_overrides,
+            model_overrides=self.model_overrides,
         )
-        assert options.max_tokens is not None
-        completion = await self.provider.complete(
-            VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens)
-        )
-        spec = get_model_spec(model, self._model_overrides)
+
+    def estimate_cost(self, usage: Usage) -> float:
+        spec = get_model_spec(self.settings.estimation_model, self.model_overrides)
+        cost = estimate_cost(usage.prompt_tokens, usage.completion_tokens, spec.name, self.model_overrides)
+        return round(cost, 6)
+
+    def build_result(
+        self, completion: Completion, prepared: PreparedImage, data: bytes, *, task: str | None
+    ) -> dict[str, Any]:
+        """The fields every single-image answer shares (HTTP response, blob result, batch line)."""
         return {
             "analysis": completion.text,
             "model": completion.model,
             "deployment": self.settings.deployment_name,
             "provider": self.provider.name,
             "detail": prepared.detail,
-            "task": options.task,
+            "task": task,
             "cached": False,
             "finish_reason": completion.finish_reason,
             "usage": completion.usage.as_dict(),
-            "estimated_cost_usd": round(
-                estimate_cost(
-                    completion.usage.prompt_tokens, completion.usage.completion_tokens, spec.name,
-                    self._model_overrides,
-                ),
-                6,
-            ),
-            "image": {
-                "width": prepared.width,
-                "height": prepared.height,
-                "bytes": len(prepared.data),
-                "format": prepared.format,
-                "original_width": prepared.original_width,
-                "original_height": prepared.original_height,
-                "original_bytes": len(data),
-                "estimated_tokens": prepared.estimated_tokens,
-            },
+            "estimated_cost_usd": self.estimate_cost(completion.usage),
+            "image": image_info(prepared, data),
         }
 
     async def _cache_get(self, key: str) -> dict[str, Any] | None:
@@ -180,7 +199,6 @@ class Analyzer:
         return await self.cache.aget(key)
 
     async def _cache_put(self, key: str, result: dict[str, Any]) -> None:
-        # Only successes reach here: every failure raised above and is never cached.
         if self.cache is None:
             return
         stored = {k: v for k, v in result.items() if k not in {"cached", "latency_ms"}}
@@ -188,6 +206,22 @@ class Analyzer:
 
     async def aclose(self) -> None:
         await self.provider.aclose()
+        if self.cache is not None:
+            await asyncio.to_thread(self.cache.close)
+
+
+def image_info(prepared: PreparedImage, data: bytes) -> dict[str, Any]:
+    """What the caller is told about an image: what was sent and what came in."""
+    return {
+        "width": prepared.width,
+        "height": prepared.height,
+        "bytes": len(prepared.data),
+        "format": prepared.format,
+        "original_width": prepared.original_width,
+        "original_height": prepared.original_height,
+        "original_bytes": len(data),
+        "estimated_tokens": prepared.estimated_tokens,
+    }
 
 
 def _elapsed_ms(started: float) -> int:

@@ -322,9 +322,7 @@ def _sniff_or_raise(data: bytes) -> str:
         head = data[:16].lstrip().lower()
         seen = next((name for sig, name in _OTHER_SIGNATURES if head.startswith(sig.lower())), None)
         told = f"; the bytes look like {seen}" if seen else ""
-        raise UnsupportedImage(
-            f"not an image format we accept ({', '.join(SUPPORTED_FORMATS)}){told}", detected=seen
-        )
+        raise UnsupportedImage(f"not an image format we accept ({', '.join(SUPPORTED_FORMATS)}){told}", detected=seen)
     return fmt
 
 

@@ -46,6 +46,12 @@ class VisionRequest:
     images: tuple[PreparedImage, ...]
     max_tokens: int
     system_prompt: str | None = None
+    # An OpenAI ``response_format`` (e.g. ``{"type": "json_schema", "json_schema": {...}}``) or None.
+    response_format: dict[str, Any] | None = None
+    # Messages after the user's (an earlier answer and a correction), for a re-ask.
+    follow_up: tuple[dict[str, Any], ...] = ()
+    # Text labels placed before each image part, e.g. "[Image 1]" for comparisons.
+    image_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,12 +117,15 @@ class UnconfiguredProvider(Provider):
 def build_messages(request: VisionRequest) -> list[dict[str, Any]]:
     """Chat messages: a text part then one ``image_url`` part per image, as base64 data URLs."""
     content: list[dict[str, Any]] = [{"type": "text", "text": request.prompt}]
-    for image in request.images:
+    for index, image in enumerate(request.images):
+        if index < len(request.image_labels):
+            content.append({"type": "text", "text": request.image_labels[index]})
         content.append({"type": "image_url", "image_url": {"url": image.data_url, "detail": image.detail}})
     messages: list[dict[str, Any]] = []
     if request.system_prompt:
         messages.append({"role": "system", "content": request.system_prompt})
     messages.append({"role": "user", "content": content})
+    messages.extend(request.follow_up)
     return messages
 
 
@@ -199,10 +208,14 @@ class OpenAIChatProvider(Provider):
 
     async def complete(self, request: VisionRequest) -> Completion:
         try:
+            extra: dict[str, Any] = {}
+            if request.response_format is not None:
+                extra["response_format"] = request.response_format
             raw = await self._client.chat.completions.with_raw_response.create(
                 model=self._model,
                 messages=build_messages(request),  # type: ignore[arg-type]
                 max_tokens=request.max_tokens,
+                **extra,
             )
             completion = raw.parse()
         except openai.OpenAIError as exc:
@@ -231,6 +244,9 @@ class OpenAIChatProvider(Provider):
             )
         message = getattr(choice, "message", None)
         text = getattr(message, "content", None)
+        refusal = getattr(message, "refusal", None)
+        if refusal:
+            raise ModelBadResponse(f"the model refused to answer: {str(refusal)[:300]}")
         if not isinstance(text, str) or not text.strip():
             raise ModelBadResponse("the model service answered with an empty message")
         usage = getattr(completion, "usage", None)

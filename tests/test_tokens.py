@@ -223,9 +223,7 @@ def test_overrides_add_a_new_model():
         }
     )
     overrides = load_model_overrides(text)
-    assert overrides == {
-        "my-model": ModelSpec("my-model", "tile", 2.5, 10.0, base_tokens=85, tile_tokens=170)
-    }
+    assert overrides == {"my-model": ModelSpec("my-model", "tile", 2.5, 10.0, base_tokens=85, tile_tokens=170)}
     assert get_model_spec("my-model", overrides).name == "my-model"
     assert get_model_spec("my-model-2025-01-01", overrides).name == "my-model"
     assert estimate_image_tokens(1024, 1024, "high", "my-model", overrides) == 765
