@@ -11,6 +11,7 @@ off at the byte limit, so an oversized body is refused before it is held whole.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,8 +26,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from shared import __version__
-from shared.analysis import DETAILS, TASKS, AnalysisOptions, Analyzer, build_analyzer, parse_max_tokens
-from shared.config import DEFAULT_PROMPT, Settings, load_settings
+from shared.analysis import DETAILS, TASKS, AnalysisOptions, Analyzer, parse_max_tokens
+from shared.config import DEFAULT_PROMPT, Settings
 from shared.errors import (
     ConfigError,
     InvalidParameter,
@@ -37,6 +38,7 @@ from shared.errors import (
     UnsupportedImage,
     VisionError,
 )
+from shared.services import Services
 
 log = logging.getLogger(__name__)
 
@@ -128,30 +130,6 @@ _ANALYZE_BODY = {
         {"name": "max_tokens", "in": "query", "schema": {"type": "integer", "minimum": 1}},
     ],
 }
-
-
-class Services:
-    """Built on first use so a bad setting becomes a problem response, not a crashed host."""
-
-    def __init__(self, settings: Settings | None = None, analyzer: Analyzer | None = None) -> None:
-        self._settings = settings
-        self._analyzer = analyzer
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings()
-        return self._settings
-
-    @property
-    def analyzer(self) -> Analyzer:
-        if self._analyzer is None:
-            self._analyzer = build_analyzer(self.settings)
-        return self._analyzer
-
-    async def aclose(self) -> None:
-        if self._analyzer is not None:
-            await self._analyzer.aclose()
 
 
 def problem_response(error: VisionError) -> JSONResponse:
@@ -263,6 +241,23 @@ async def health(request: Request) -> JSONResponse:
     healthy = model["configured"] and storage.get("reachable", True)
     body = {"status": "ok" if healthy else "degraded", "version": __version__, "model": model, "storage": storage}
     return JSONResponse(body)
+
+
+@router.get("/results/{name:path}", summary="The result document of a blob dropped into the input container")
+async def get_result(name: str, request: Request) -> JSONResponse:
+    """200 with the result (``succeeded`` or ``failed``); 404 while pending or unknown."""
+    services: Services = request.app.state.services
+    document = await asyncio.to_thread(services.pipeline.read_result, name)
+    if document is None:
+        body = {"type": "/problems/result-not-found", "title": "No result", "status": 404,
+                "detail": f"no result for {name!r}: the blob is unknown or not processed yet", "blob": name}
+        return JSONResponse(body, status_code=404, media_type=PROBLEM_JSON)
+    if document.get("status") not in ("succeeded", "failed"):
+        body = {"type": "/problems/result-pending", "title": "Result pending", "status": 404,
+                "detail": f"{name!r} is being processed ({document.get('status')}, attempt {document.get('attempts')})",
+                "blob": name, "state": document.get("status")}
+        return JSONResponse(body, status_code=404, media_type=PROBLEM_JSON)
+    return JSONResponse(document)
 
 
 def create_app(settings: Settings | None = None, analyzer: Analyzer | None = None) -> FastAPI:

@@ -31,6 +31,7 @@ from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
 
 from shared.errors import ConfigError
+from shared.storage import normalise_connection_string
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -55,14 +56,6 @@ MAX_PROPERTIES = 250
 #: Results never stored: served from the cache, a failure would stick for a week.
 REFUSED_STATUSES = frozenset({"failed", "content_filtered"})
 
-# What ``UseDevelopmentStorage=true`` stands for: Azurite's default ports and its public,
-# documented development key (not a secret).
-_DEV_CONNECTION_STRING = (
-    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
-    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
-    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
-    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
-)
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _SECRET = re.compile(r"(?i)\b(accountkey|sig|sharedaccesssignature|signature|password|token)=[^;&\s'\"]+")
 
@@ -218,13 +211,6 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:300]
 
 
-def _normalise_connection_string(connection_string: str) -> str:
-    """Expand ``UseDevelopmentStorage=true`` (any case, trailing ``;``): the two SDKs disagree on it."""
-    parts = (p.split("=", 1) for p in connection_string.split(";") if "=" in p)
-    flags = {name.strip().lower(): value.strip().lower() for name, value in parts}
-    return _DEV_CONNECTION_STRING if flags.get("usedevelopmentstorage") == "true" else connection_string
-
-
 def _sdk_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Pop the timeout options; the table and blob client keywords (short timeouts, 1 retry)."""
     timeouts = {"connection_timeout": options.pop("connection_timeout", 2.0),
@@ -272,7 +258,7 @@ class AnswerCache:
         (1), and the constructor's keywords.
         """
         table_options, blob_options = _sdk_options(options)
-        conn = _normalise_connection_string(connection_string)
+        conn = normalise_connection_string(connection_string)
         tables = TableServiceClient.from_connection_string(conn, **table_options)
         return cls(tables, BlobServiceClient.from_connection_string(conn, **blob_options), **options)
 

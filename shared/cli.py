@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -89,6 +91,37 @@ def _prepare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _process(args: argparse.Namespace) -> int:
+    from shared.services import Services
+    from shared.watch import process
+
+    services = Services()
+    try:
+        summary = await process(services.pipeline, prefix=args.prefix, force=args.force,
+                                concurrency=args.concurrency, progress=not args.quiet)
+    finally:
+        await services.aclose()
+    print(summary.line(), file=sys.stderr)
+    return EXIT_OK if not summary.unresolved else EXIT_MODEL
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    from shared.services import Services
+    from shared.watch import watch
+
+    services = Services()
+    settings = services.settings
+    interval = args.interval or settings.watch_interval_seconds
+    print(f"watching {settings.input_container} every {interval}s (Ctrl-C stops)", file=sys.stderr)
+    try:
+        summary = await watch(services.pipeline, interval=interval, prefix=args.prefix,
+                              concurrency=args.concurrency, iterations=args.iterations)
+    finally:
+        await services.aclose()
+    print(summary.line(), file=sys.stderr)
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -137,15 +170,44 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=7071, help="port to bind [7071, as func start]")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=_serve)
+    process = commands.add_parser(
+        "process", help="backfill: process every unprocessed blob of the input container once",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    process.add_argument("--prefix", help="only blobs whose name starts with this")
+    process.add_argument("--force", action="store_true", help="reprocess blobs that already have a result")
+    process.add_argument("--concurrency", type=int, default=4, help="blobs processed at once [4]")
+    process.add_argument("--quiet", action="store_true", help="no progress bar")
+    process.set_defaults(handler=_process)
+
+    watch = commands.add_parser(
+        "watch", help="poll the input container and process new blobs (the blob trigger without a host)",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    watch.add_argument("--prefix", help="only blobs whose name starts with this")
+    watch.add_argument("--interval", type=float, help="seconds between polls [VISION_WATCH_INTERVAL_SECONDS]")
+    watch.add_argument("--concurrency", type=int, default=4, help="blobs processed at once [4]")
+    watch.add_argument("--iterations", type=int, help="stop after this many polls (default: run until Ctrl-C)")
+    watch.set_defaults(handler=_watch)
+
+    from shared.batch import add_batch_parser
+
+    add_batch_parser(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("azure", "httpx", "httpx2", "openai"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        if asyncio.iscoroutinefunction(args.handler):
+        if inspect.iscoroutinefunction(args.handler):
             return asyncio.run(args.handler(args))
         return args.handler(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     except ConfigError as exc:
         print(f"configuration error: {exc.detail}", file=sys.stderr)
         return EXIT_CONFIG

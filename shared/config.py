@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -63,6 +64,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VISION_MODEL_MAX_RETRIES", "2", "Retries of the openai SDK (honours retry-after-ms)"),
     Setting("VISION_JPEG_QUALITY", "85", "JPEG quality of the image sent to the model"),
     Setting("VISION_MODEL_TABLE", None, "JSON object adding or overriding models in the token/price table"),
+    Setting("VISION_MAX_IMAGES", "10", "Most images in one compare or sequence request (Azure documents 10)"),
+    Setting("VISION_MAX_TOTAL_BYTES", str(50 * MB), "Largest total upload of a multi-image request in bytes"),
+    Setting("VISION_MAX_IMAGE_TOKENS", "20000", "Most estimated image tokens in one multi-image request"),
+    Setting("VISION_IMAGES_STORAGE", None,
+            "Connection string of the images account (blob pipeline); defaults to AzureWebJobsStorage"),
+    Setting("VISION_IMAGES_STORAGE__blobServiceUri", None,
+            "Keyless alternative to VISION_IMAGES_STORAGE: https://<account>.blob.core.windows.net"),
+    Setting("VISION_INPUT_CONTAINER", "images", "Container the blob pipeline watches"),
+    Setting("VISION_RESULTS_CONTAINER", "results", "Container receiving <same path>.json results"),
+    Setting("VISION_QUARANTINE_CONTAINER", "quarantine", "Container receiving copies of refused images"),
+    Setting("VISION_BLOB_SOURCE", "EventGrid",
+            "Blob trigger source: EventGrid (Flex Consumption) or LogsAndContainerScan"),
+    Setting("VISION_MAX_ATTEMPTS", "5",
+            "Deliveries of one blob before a transient failure is recorded as failed (= poisonBlobThreshold)"),
+    Setting("VISION_CLAIM_SECONDS", "600", "How long a blob being processed is left to the delivery working on it"),
+    Setting("VISION_WATCH_INTERVAL_SECONDS", "5", "Polling interval of python -m shared watch"),
 )
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
 
@@ -84,6 +101,17 @@ def _positive_int(name: str, value: str, *, minimum: int = 1) -> int:
     if number < minimum:
         raise ConfigError(name, f"must be at least {minimum}, got {number}")
     return number
+
+
+BLOB_SOURCES = ("EventGrid", "LogsAndContainerScan")
+_CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def _container(name: str, value: str) -> str:
+    """Container names: 3-63 characters, lowercase letters, digits and single hyphens."""
+    if not _CONTAINER_NAME.match(value):
+        raise ConfigError(name, f"{value!r} is not a valid container name (3-63 lowercase letters, digits, hyphens)")
+    return value
 
 
 def _url(name: str, value: str) -> str:
@@ -119,6 +147,18 @@ class Settings:
     model_max_retries: int = 2
     jpeg_quality: int = 85
     model_table_json: str | None = None
+    max_images: int = 10
+    max_total_bytes: int = 50 * MB
+    max_image_tokens: int = 20000
+    images_connection_string: str | None = field(default=None, repr=False)
+    images_blob_service_uri: str | None = None
+    input_container: str = "images"
+    results_container: str = "results"
+    quarantine_container: str = "quarantine"
+    blob_source: str = "EventGrid"
+    max_attempts: int = 5
+    claim_seconds: int = 600
+    watch_interval_seconds: int = 5
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Settings:
@@ -163,7 +203,33 @@ class Settings:
                 raise ConfigError("VISION_MODEL_TABLE", f"is not valid JSON: {exc.msg}") from None
             if not isinstance(parsed, dict):
                 raise ConfigError("VISION_MODEL_TABLE", "must be a JSON object keyed by model name")
+        blob_source = get("VISION_BLOB_SOURCE") or "EventGrid"
+        if blob_source not in BLOB_SOURCES:
+            raise ConfigError("VISION_BLOB_SOURCE", f"must be one of {', '.join(BLOB_SOURCES)}; got {blob_source!r}")
+        containers = {}
+        for name, default in (("VISION_INPUT_CONTAINER", "images"), ("VISION_RESULTS_CONTAINER", "results"),
+                              ("VISION_QUARANTINE_CONTAINER", "quarantine")):
+            containers[name] = _container(name, get(name) or default)
+        if len(set(containers.values())) != len(containers):
+            raise ConfigError("VISION_RESULTS_CONTAINER", "input, results and quarantine containers must differ")
+        blob_uri = get("VISION_IMAGES_STORAGE__blobServiceUri")
+        if blob_uri:
+            blob_uri = _url("VISION_IMAGES_STORAGE__blobServiceUri", blob_uri)
         return cls(
+            max_images=_positive_int("VISION_MAX_IMAGES", get("VISION_MAX_IMAGES") or "10", minimum=2),
+            max_total_bytes=_positive_int("VISION_MAX_TOTAL_BYTES", get("VISION_MAX_TOTAL_BYTES") or "1"),
+            max_image_tokens=_positive_int("VISION_MAX_IMAGE_TOKENS", get("VISION_MAX_IMAGE_TOKENS") or "1"),
+            images_connection_string=get("VISION_IMAGES_STORAGE"),
+            images_blob_service_uri=blob_uri,
+            input_container=containers["VISION_INPUT_CONTAINER"],
+            results_container=containers["VISION_RESULTS_CONTAINER"],
+            quarantine_container=containers["VISION_QUARANTINE_CONTAINER"],
+            blob_source=blob_source,
+            max_attempts=_positive_int("VISION_MAX_ATTEMPTS", get("VISION_MAX_ATTEMPTS") or "5"),
+            claim_seconds=_positive_int("VISION_CLAIM_SECONDS", get("VISION_CLAIM_SECONDS") or "600"),
+            watch_interval_seconds=_positive_int(
+                "VISION_WATCH_INTERVAL_SECONDS", get("VISION_WATCH_INTERVAL_SECONDS") or "5"
+            ),
             azure_openai_endpoint=endpoint,
             azure_openai_api_key=get("AZURE_OPENAI_API_KEY"),
             azure_openai_deployment=deployment,

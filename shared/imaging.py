@@ -1,55 +1,41 @@
 """Turn uploaded image bytes into the JPEG we send to the model.
 
-Why prepare images at all: the model bills by the size of the image it receives
-(see :mod:`shared.tokens`), uploads are often 12 MP phone photos, and a hostile
-upload can be a decompression bomb. So every image is checked, decoded once at
-the smallest size that will do, and re-encoded as a plain RGB JPEG no larger on
-its long side than the detail level needs (``DETAIL_MAX_SIDE``).
+Why: the model bills by the size of the image it receives (:mod:`shared.tokens`), uploads are often
+12 MP phone photos, and a hostile upload can be a decompression bomb. So every image is checked,
+decoded once at the smallest size that will do, and re-encoded as a plain RGB JPEG whose long side
+is at most what the detail level needs (``DETAIL_MAX_SIDE``).
 
 Decisions, and why:
 
-* **Format by magic bytes only.** File names and ``Content-Type`` headers are
-  the caller's claim; the first bytes are the file's. We accept JPEG, PNG, GIF,
-  WEBP, BMP and TIFF, and open each with only its own Pillow plugin, so bytes
-  that merely *look* like something else never reach plugins such as EPS.
-  Bytes with none of those signatures (text, PDF, HTML, empty input) raise
-  ``UnsupportedImage`` (415): empty input is "not an image we take" too, so the
-  caller gets one consistent answer for "this is not an image". Bytes with a
-  signature that Pillow still cannot read (e.g. an exotic TIFF layout, or a
-  corrupt or truncated file) raise ``ImageDecodeError`` (422).
-* **Pixel limit before decoding.** ``Image.open`` only parses the header; the
-  ``max_pixels`` limit (default 50 MP) is checked on that size before any pixel
-  is decoded. Pillow's own guard (``Image.MAX_IMAGE_PIXELS``) is left as it is,
-  a process-wide backstop we do not mutate: past twice its value Pillow refuses
-  in ``open`` and we turn that into ``ImageTooLarge`` too; between one and two
-  times it Pillow only *warns* (``DecompressionBombWarning``) before our own
-  check refuses the image, and if warnings are errors we map that as well.
-* **Truncated files are refused.** ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays
-  False: a half JPEG would otherwise "decode" with a grey lower half, and the
-  model would describe an image the user never sent.
-* **Every decoder failure is an ImageDecodeError**, never a raw Pillow
-  exception (see ``_DECODE_ERRORS``).
-* **Orientation as displayed.** The EXIF orientation is applied (the same
-  table as ``ImageOps.exif_transpose``), after shrinking, where it is cheap.
-  Sizes reported (``width``, ``original_width`` ...) are as displayed.
-* **Colour.** Every mode becomes 8-bit RGB. Transparency is flattened on
-  white (documents, logos and screenshots read best that way). 16-bit and
-  float greyscale are scaled into 0..255, not clipped (see ``_high_depth_to_l``).
-  Animated images use their first frame. ICC profiles are not applied: the
-  models are robust to small gamut shifts and colour management would cost a
-  second pass over every pixel.
-* **Fast path for JPEG.** ``Image.draft`` asks libjpeg to decode at 1/2, 1/4 or
-  1/8 scale, never below the target size, so a 12 MP photo is never decoded
-  in full for ``low`` or ``auto``; BICUBIC then finishes the (< 2x) rest, as
-  Pillow's ``thumbnail`` does (see ``_RESAMPLE`` for the measured trade-off).
-  Other formats shrink by ``Image.reduce`` first when the ratio is large. The
-  final size is exactly the naive one (``int(side * ratio)``, at least 1), so
-  the bill is never higher than with a full decode.
-* **Always re-encode.** Even a small JPEG is re-encoded: it strips EXIF (GPS
-  positions, camera serials), ICC and comments, and guarantees a baseline RGB
-  JPEG the service accepts.
+* **Format by magic bytes only**: names and ``Content-Type`` are the caller's claim, the first bytes
+  are the file's. JPEG, PNG, GIF, WEBP, BMP and TIFF are accepted, each opened with only its own
+  Pillow plugin, so look-alike bytes never reach plugins such as EPS. No known signature (text, PDF,
+  HTML, and also empty input: one answer for "this is not an image") -> ``UnsupportedImage`` (415).
+  A signature Pillow still cannot read (exotic TIFF, corrupt or truncated file) -> ``ImageDecodeError``
+  (422), never a raw Pillow exception (see ``_DECODE_ERRORS``).
+* **Pixel limit before decoding**: ``Image.open`` parses only the header, and ``max_pixels`` (default
+  50 MP) is checked on that size before any pixel is decoded. Pillow's process-wide guard
+  (``Image.MAX_IMAGE_PIXELS``) is a backstop we neither rely on nor mutate: past twice its value Pillow
+  refuses in ``open`` (-> ``ImageTooLarge``); between once and twice it only warns, then our check
+  refuses, and a warning raised as an error (``-W error``) is mapped too.
+* **Truncated files are refused**: ``ImageFile.LOAD_TRUNCATED_IMAGES`` stays False, or half a JPEG
+  would "decode" with a grey lower half and the model would describe an image nobody sent.
+* **As displayed**: the EXIF orientation is applied (``ImageOps.exif_transpose``'s table) after
+  shrinking, where it is cheap; every size reported is as displayed.
+* **Colour**: every mode becomes 8-bit RGB; transparency is flattened on white (documents, logos and
+  screenshots read best so); 16-bit and float greyscale are scaled, not clipped; animations give their
+  first frame. ICC profiles are not applied: the models shrug off small gamut shifts, and colour
+  management would cost another pass over every pixel.
+* **Fast path for JPEG**: ``Image.draft`` makes libjpeg decode at 1/2, 1/4 or 1/8 scale, never below
+  the target, so a 12 MP photo is never decoded in full for ``low`` or ``auto``; BICUBIC finishes the
+  (< 2x) rest, as Pillow's ``thumbnail`` does (see ``_RESAMPLE`` for the measured trade-off). Other
+  formats ``Image.reduce`` first when the ratio is large. The final size is exactly the naive one
+  (``int(side * ratio)``, at least 1), so the bill is never higher than with a full decode.
+* **Always re-encode**, even a small JPEG: it strips EXIF (GPS positions, serial numbers), ICC and
+  comments, and guarantees a baseline RGB JPEG.
 
-Everything here is a pure function of its arguments: bytes in, bytes out.
+Pure functions, bytes in and bytes out, no global state touched: safe in threads (the service runs
+``prepare_image`` via ``asyncio.to_thread``).
 """
 
 from __future__ import annotations
@@ -76,28 +62,15 @@ LOW_DETAIL_TASKS = frozenset({"classification", "object_detection", "quick_summa
 LOW_DETAIL_BELOW = 768  # both sides under this: the 512px low-detail view loses little
 HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying for
 
-# What Pillow raises from broken or hostile input. MemoryError is here because
-# a crafted header (say, a huge TIFF strip) can make a decoder ask for it.
-_DECODE_ERRORS = (
-    OSError,
-    ValueError,
-    SyntaxError,
-    struct.error,
-    EOFError,
-    IndexError,
-    KeyError,
-    TypeError,
-    ZeroDivisionError,
-    NotImplementedError,
-    MemoryError,
-)
+# What Pillow raises from broken or hostile input. MemoryError is here because a crafted header
+# (say, a huge TIFF strip) can make a decoder ask for it.
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError, KeyError, TypeError)
+_DECODE_ERRORS += (ZeroDivisionError, NotImplementedError, MemoryError)
 
-# Pillow's own thumbnail() trade-off: shrink by an integer factor first (libjpeg
-# DCT scaling for JPEG, Image.reduce's box average otherwise) while the image
-# stays >= 2x the target, then BICUBIC for the rest. Measured on 12 MP photos
-# (benchmarks/README.md): within 0.5 dB PSNR of a full-size LANCZOS at the
-# 1024 target, far below the q85 JPEG encoding's own loss, at a third of the
-# cost; full LANCZOS after the draft would cap the JPEG speed-up near 3x.
+# Pillow's own thumbnail() recipe: shrink by an integer factor first (libjpeg DCT scaling for JPEG,
+# Image.reduce's box average otherwise) while at least 2x the target remains, then BICUBIC. Measured
+# (benchmarks/README.md): LANCZOS instead would cost about 1.4x as much on a 12 MP JPEG at "auto" and
+# cap the speed-up near 3.5x, for differences far below what the q85 JPEG encoding itself loses.
 _RESAMPLE = Image.Resampling.BICUBIC
 _REDUCING_GAP = 2.0
 
@@ -117,14 +90,9 @@ _BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 _WHITE = (255, 255, 255, 255)
 
 # Only to make the 415 message helpful; none of these is accepted.
-_OTHER_SIGNATURES = (
-    (b"%PDF", "PDF"),
-    (b"<svg", "SVG"),
-    (b"<?xml", "XML"),
-    (b"<!doctype html", "HTML"),
-    (b"<html", "HTML"),
-    (b"PK\x03\x04", "ZIP"),
-)
+_OTHER_SIGNATURES = ((b"%PDF", "PDF"), (b"<svg", "SVG"), (b"<?xml", "XML"), (b"<!doctype html", "HTML"))
+_OTHER_SIGNATURES += ((b"<html", "HTML"), (b"PK\x03\x04", "ZIP"))
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"})  # iPhone photos
 
 
 @dataclass(frozen=True)
@@ -321,6 +289,8 @@ def _sniff_or_raise(data: bytes) -> str:
     if fmt is None:
         head = data[:16].lstrip().lower()
         seen = next((name for sig, name in _OTHER_SIGNATURES if head.startswith(sig.lower())), None)
+        if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
+            seen = "HEIC/AVIF"
         told = f"; the bytes look like {seen}" if seen else ""
         raise UnsupportedImage(f"not an image format we accept ({', '.join(SUPPORTED_FORMATS)}){told}", detected=seen)
     return fmt
@@ -372,7 +342,7 @@ def _displayed_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
 
 
 def _normalise(im: Image.Image) -> Image.Image:
-    """Any mode to L, RGB or RGBA: the modes LANCZOS resizes correctly and cheaply.
+    """Any mode to L, RGB or RGBA: the modes the resize handles correctly and cheaply.
 
     Greyscale stays one channel through the resize (a third of the work);
     RGBA stays RGBA so Pillow's premultiplied resize keeps edges clean, and
@@ -382,7 +352,7 @@ def _normalise(im: Image.Image) -> Image.Image:
     if mode.startswith("I;16") or mode in ("I", "F"):
         return _high_depth_to_l(im)
     if im.has_transparency_data:
-        if mode in ("RGBA",):
+        if mode == "RGBA":
             return im
         # La has no direct route to RGBA; LA does.
         return (im.convert("LA") if mode == "La" else im).convert("RGBA")

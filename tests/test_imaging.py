@@ -408,7 +408,8 @@ def test_sniffing_ignores_what_a_file_is_called(corpus, tmp_path):
         (b'<svg xmlns="http://www.w3.org/2000/svg"></svg>', "SVG"),
         (b"PK\x03\x04" + b"\x00" * 40, "ZIP"),
         (b"BM is how this text starts, not a bitmap", None),
-        (b"\x00\x00\x00\x1cftypheic" + b"\x00" * 32, None),
+        (b"\x00\x00\x00\x1cftypheic" + b"\x00" * 32, "HEIC/AVIF"),
+        (b"\x00\x00\x00\x1cftypisom" + b"\x00" * 32, None),  # an MP4 is not worth naming
         (random.Random(1).randbytes(4096), None),
         (b"\xff\xd8", None),  # two bytes are not a JPEG signature
     ],

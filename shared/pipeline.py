@@ -1,0 +1,387 @@
+"""The blob pipeline: an image dropped into a container gets its analysis next to it.
+
+One handler, :meth:`BlobPipeline.handle`, serves the Functions blob trigger, ``watch``
+and ``process``. It is built on the same :class:`~shared.analysis.Analyzer` as the HTTP
+API (same preparation, model client and cache), and keeps two promises:
+
+Nothing lost. Every blob ends as a result document: ``succeeded``, or ``failed`` with the
+reason. Terminal input problems (not an image, undecodable, over limits, filtered) are
+recorded and the original copied to quarantine, without raising, so the host does not
+retry them pointlessly. Transient problems (model throttling or outage, storage
+hiccups) raise :class:`TransientFailure` so the host redelivers; the result document
+counts deliveries and, at ``VISION_MAX_ATTEMPTS``, records the failure instead of raising.
+
+Nothing paid twice. Event Grid delivers at least once and multi-block uploads fire
+several events. Before any model call a delivery *claims* the blob by creating its
+result document with ``If-None-Match: *`` (or replacing a stale one with ``If-Match``);
+the losing delivery sees the claim and skips. A result for the same source ETag means
+the work is done. Conditional writes, not locks, so a crashed worker's claim simply
+expires after ``VISION_CLAIM_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from azure.core import MatchConditions
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+
+from shared.analysis import AnalysisOptions, Analyzer
+from shared.config import DEFAULT_PROMPT, Settings
+from shared.errors import ContentFiltered, InputError, InvalidParameter, PayloadTooLarge, VisionError
+
+log = logging.getLogger(__name__)
+
+RESULT_VERSION = 1
+MAX_BLOB_NAME = 1024
+TERMINAL = ("succeeded", "failed")
+
+#: First path segment -> (task, default prompt). Unknown prefixes describe the image.
+PREFIX_TASKS: dict[str, tuple[str, str]] = {
+    "describe": ("describe", DEFAULT_PROMPT),
+    "ocr": ("ocr", "Transcribe all text in this image exactly, line by line, in reading order."),
+    "classify": ("classification", "Classify this image: give the main category and the key objects."),
+    "objects": ("object_detection", "List the objects in this image and where each one is."),
+    "detailed": ("detailed_analysis", "Analyse this image in detail: content, text, layout and notable features."),
+    "summary": ("quick_summary", "Summarise this image in one or two sentences."),
+}
+DEFAULT_TASK = ("describe", DEFAULT_PROMPT)
+TASK_PROMPTS = {task: prompt for task, prompt in PREFIX_TASKS.values()}
+
+
+class TransientFailure(Exception):
+    """Raised so the host redelivers the blob; ``attempts`` deliveries have failed so far."""
+
+    def __init__(self, name: str, attempts: int, cause: str) -> None:
+        super().__init__(f"{name}: attempt {attempts} failed transiently: {cause}")
+        self.name = name
+        self.attempts = attempts
+        self.cause = cause
+
+
+@dataclass(frozen=True)
+class BlobJob:
+    """What to do with one blob, decided by its path and metadata."""
+
+    task: str
+    options: AnalysisOptions
+
+
+@dataclass
+class Outcome:
+    """What one delivery did: ``succeeded``, ``failed`` or ``skipped`` (with why)."""
+
+    name: str
+    status: str
+    reason: str | None = None
+    result_name: str | None = None
+    document: dict[str, Any] | None = field(default=None, repr=False)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def plan_job(name: str, metadata: dict[str, str] | None) -> BlobJob:
+    """The task from the first path segment, overridden by blob metadata ``task``/``prompt``/``detail``.
+
+    Metadata values are ASCII on the wire, so a ``prompt`` may be percent-encoded (UTF-8).
+    """
+    meta = {key.lower(): value for key, value in (metadata or {}).items()}
+    prefix = name.split("/", 1)[0].lower() if "/" in name else ""
+    task, prompt = PREFIX_TASKS.get(prefix, DEFAULT_TASK)
+    if meta.get("task"):
+        task = meta["task"].strip().lower()
+        prompt = TASK_PROMPTS.get(task, prompt)
+    if meta.get("prompt"):
+        prompt = unquote(meta["prompt"])
+    max_tokens = meta.get("max_tokens")
+    try:
+        tokens = int(max_tokens) if max_tokens else None
+    except ValueError:
+        raise InvalidParameter(
+            "max_tokens", f"blob metadata max_tokens must be a whole number; got {max_tokens!r}"
+        ) from None
+    return BlobJob(task=task, options=AnalysisOptions(prompt=prompt, detail=meta.get("detail") or None,
+                                                      task=task, max_tokens=tokens))
+
+
+def result_name(name: str, suffix: str = ".json") -> str:
+    """The result's blob name: ``<same path><suffix>``, never able to leave its container.
+
+    ``.`` and ``..`` segments and empty segments are escaped (an HTTP layer could resolve
+    them into another container's path); a name past Azure's 1,024-character limit keeps
+    its start and gets a hash, so distinct names stay distinct.
+    """
+    segments = []
+    for segment in name.replace("\\", "/").split("/"):
+        if segment in ("", ".", ".."):
+            segment = "%2E" * len(segment) if segment else "%2F"
+        segments.append(segment)
+    safe = "/".join(segments) + suffix
+    if len(safe) > MAX_BLOB_NAME:
+        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
+        safe = safe[: MAX_BLOB_NAME - len(suffix) - 34] + "~" + digest + suffix
+    return safe
+
+
+def _md5(properties: Any) -> str | None:
+    digest = properties.content_settings.content_md5 if properties.content_settings else None
+    return base64.b64encode(bytes(digest)).decode("ascii") if digest else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    etag: str
+    attempts: int
+    created_at: str
+
+
+class BlobPipeline:
+    """Process blobs of the input container into the results container (see module doc)."""
+
+    def __init__(self, analyzer: Analyzer, blob_service: BlobServiceClient, settings: Settings, *,
+                 clock=time.time) -> None:
+        self.analyzer = analyzer
+        self.settings = settings
+        self.blob_service = blob_service
+        self.inputs: ContainerClient = blob_service.get_container_client(settings.input_container)
+        self.results: ContainerClient = blob_service.get_container_client(settings.results_container)
+        self.quarantine: ContainerClient = blob_service.get_container_client(settings.quarantine_container)
+        self._clock = clock
+        self._containers_ready = False
+
+    def ensure_containers(self) -> None:
+        """Create the three containers once (idempotent)."""
+        if self._containers_ready:
+            return
+        for container in (self.inputs, self.results, self.quarantine):
+            with contextlib.suppress(ResourceExistsError):
+                container.create_container()
+        self._containers_ready = True
+
+    async def handle(self, blob: BlobClient, *, force: bool = False) -> Outcome:
+        """Process one blob; returns what happened, raises :class:`TransientFailure` to be retried."""
+        name = blob.blob_name
+        try:
+            await asyncio.to_thread(self.ensure_containers)
+            properties = await asyncio.to_thread(blob.get_blob_properties)
+        except ResourceNotFoundError:
+            return Outcome(name, "skipped", "the blob no longer exists")
+        except AzureError as exc:
+            raise TransientFailure(name, 0, f"storage: {type(exc).__name__}") from exc
+        source = {
+            "container": blob.container_name,
+            "name": name,
+            "etag": properties.etag,
+            "size": properties.size,
+            "content_md5": _md5(properties),
+            "content_type": properties.content_settings.content_type if properties.content_settings else None,
+            "last_modified": properties.last_modified.isoformat() if properties.last_modified else None,
+        }
+        target = self.results.get_blob_client(result_name(name))
+        try:
+            claim = await asyncio.to_thread(self._claim, target, source, force)
+        except AzureError as exc:
+            raise TransientFailure(name, 0, f"storage: {type(exc).__name__}") from exc
+        if isinstance(claim, str):
+            return Outcome(name, "skipped", claim, target.blob_name)
+
+        job: BlobJob | None = None
+        try:
+            job = plan_job(name, properties.metadata)
+            if properties.size > self.settings.max_image_bytes:
+                raise PayloadTooLarge(self.settings.max_image_bytes, properties.size)
+            data = await asyncio.to_thread(self._download, blob, properties.etag)
+            if data is None:
+                return Outcome(name, "skipped", "the blob changed while being processed", target.blob_name)
+            result = await self.analyzer.analyze(data, job.options)
+        except (InputError, ContentFiltered) as exc:
+            return await self._terminal(blob, target, claim, source, job, exc)
+        except (VisionError, AzureError, OSError) as exc:
+            return await self._transient(target, claim, source, job, exc)
+        document = {
+            **{k: v for k, v in result.items() if k != "latency_ms"},
+            "status": "succeeded",
+            "blob": name,
+            "prompt": job.options.prompt,
+            "task": job.task,
+            "source": source,
+            "attempts": claim.attempts,
+            "created_at": claim.created_at,
+            "completed_at": _now(),
+            "latency_ms": result.get("latency_ms"),
+            "result_version": RESULT_VERSION,
+        }
+        await self._write_final(target, claim, document)
+        return Outcome(name, "succeeded", None, target.blob_name, document)
+
+    # -- claims ---------------------------------------------------------------------------
+
+    def _claim(self, target: BlobClient, source: dict[str, Any], force: bool) -> Claim | str:
+        """Create or take over the result document; a string says why this delivery skips."""
+        for _ in range(3):  # a lost race re-reads once or twice, then decides
+            try:
+                current = target.download_blob()
+                existing = json.loads(current.readall())
+                etag = current.properties.etag
+            except ResourceNotFoundError:
+                existing, etag = None, None
+            except (ValueError, UnicodeDecodeError):
+                existing, etag = {}, target.get_blob_properties().etag  # unreadable: take it over
+            if existing:
+                same_source = (existing.get("source") or {}).get("etag") == source["etag"]
+                status = existing.get("status")
+                if same_source and status in TERMINAL and not force:
+                    return f"already {status} for this version of the blob"
+                if same_source and status == "processing" and self._claim_is_fresh(existing):
+                    return "another delivery is processing it"
+            attempts = (existing or {}).get("attempts", 0) if existing and same_source else 0
+            document = {
+                "status": "processing", "blob": source["name"], "source": source,
+                "attempts": attempts + 1, "claimed_at": self._clock(),
+                "created_at": (existing or {}).get("created_at") if existing and same_source else _now(),
+                "result_version": RESULT_VERSION,
+            }
+            document["created_at"] = document["created_at"] or _now()
+            try:
+                written = self._upload(target, document, etag=etag)
+            except (ResourceExistsError, ResourceModifiedError):
+                continue
+            return Claim(written, document["attempts"], document["created_at"])
+        return "another delivery claimed it first"
+
+    def _claim_is_fresh(self, document: dict[str, Any]) -> bool:
+        claimed_at = document.get("claimed_at")
+        return isinstance(claimed_at, int | float) and self._clock() - claimed_at < self.settings.claim_seconds
+
+    def _upload(self, target: BlobClient, document: dict[str, Any], *, etag: str | None) -> str:
+        """Write a result document: create-only without ``etag``, replace-if-unchanged with it."""
+        body = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
+        metadata = {"status": document["status"], "source_etag": str(document["source"]["etag"]).strip('"'),
+                    "attempts": str(document.get("attempts", 0))}
+        condition: dict[str, Any]
+        if etag is None:
+            condition = {"overwrite": False}
+        else:
+            condition = {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
+        response = target.upload_blob(
+            body, metadata=metadata, content_settings=ContentSettings(content_type="application/json"), **condition
+        )
+        return response["etag"]
+
+    def _download(self, blob: BlobClient, etag: str) -> bytes | None:
+        try:
+            return blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified).readall()
+        except ResourceModifiedError:
+            return None
+
+    # -- endings --------------------------------------------------------------------------
+
+    async def _write_final(self, target: BlobClient, claim: Claim, document: dict[str, Any]) -> None:
+        try:
+            await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
+        except ResourceModifiedError:
+            # Our claim expired and another delivery took over: its result stands, ours is dropped.
+            log.warning("result for %s was taken over by another delivery; keeping theirs", document["blob"])
+        except AzureError as exc:
+            raise TransientFailure(document["blob"], claim.attempts, f"storage: {type(exc).__name__}") from exc
+
+    async def _terminal(self, blob: BlobClient, target: BlobClient, claim: Claim, source: dict[str, Any],
+                        job: BlobJob | None, error: VisionError) -> Outcome:
+        """Record a failure that retrying cannot fix, and keep the original in quarantine."""
+        quarantined = result_name(source["name"], suffix="")
+        try:
+            await asyncio.to_thread(self._quarantine, blob, quarantined, error)
+        except AzureError as exc:
+            raise TransientFailure(source["name"], claim.attempts, f"quarantine: {type(exc).__name__}") from exc
+        document = self._failure_document(claim, source, job, error.to_problem())
+        document["quarantined"] = f"{self.settings.quarantine_container}/{quarantined}"
+        await self._write_final(target, claim, document)
+        log.info("blob %s failed: %s", source["name"], error.detail)
+        return Outcome(source["name"], "failed", error.detail, target.blob_name, document)
+
+    async def _transient(self, target: BlobClient, claim: Claim, source: dict[str, Any], job: BlobJob | None,
+                         error: Exception) -> Outcome:
+        """Raise for a redelivery, or record the failure once ``max_attempts`` deliveries failed."""
+        problem = error.to_problem() if isinstance(error, VisionError) else {
+            "type": "/problems/storage-error", "title": "Storage error", "status": 503,
+            "detail": f"{type(error).__name__} while reading the blob"}
+        if claim.attempts >= self.settings.max_attempts:
+            document = self._failure_document(claim, source, job, problem)
+            document["error"]["detail"] += f" (gave up after {claim.attempts} attempts)"
+            await self._write_final(target, claim, document)
+            log.warning("blob %s failed after %d attempts: %s", source["name"], claim.attempts, problem["detail"])
+            return Outcome(source["name"], "failed", problem["detail"], target.blob_name, document)
+        document = {**self._failure_document(claim, source, job, problem), "status": "retrying"}
+        try:
+            await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
+        except AzureError:
+            log.warning("could not record retry state of %s", source["name"])
+        raise TransientFailure(source["name"], claim.attempts, problem["detail"]) from error
+
+    def _failure_document(self, claim: Claim, source: dict[str, Any], job: BlobJob | None,
+                          problem: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "status": "failed", "blob": source["name"], "error": dict(problem),
+            "task": job.task if job else None, "prompt": job.options.prompt if job else None,
+            "source": source, "attempts": claim.attempts, "created_at": claim.created_at,
+            "completed_at": _now(), "result_version": RESULT_VERSION,
+        }
+
+    def _quarantine(self, blob: BlobClient, name: str, error: VisionError) -> None:
+        """Server-side copy of the original: no download, so over-limit blobs are kept too."""
+        copy = self.quarantine.get_blob_client(name)
+        copy.start_copy_from_url(blob.url, metadata={"reason": error.slug, "source_container": blob.container_name})
+
+    # -- reading results ------------------------------------------------------------------
+
+    def read_result(self, name: str) -> dict[str, Any] | None:
+        """The result document for input blob ``name``, or None when there is none yet."""
+        try:
+            return json.loads(self.results.get_blob_client(result_name(name)).download_blob().readall())
+        except ResourceNotFoundError:
+            return None
+
+    def blob_client(self, name: str) -> BlobClient:
+        return self.inputs.get_blob_client(name)
+
+    def needs_processing(self, name: str, etag: str, result_metadata: dict[str, str] | None) -> bool:
+        """From a listing alone: no result, a result for another version, or one not final."""
+        if not result_metadata:
+            return True
+        if result_metadata.get("source_etag") != str(etag).strip('"'):
+            return True
+        return result_metadata.get("status") not in TERMINAL
+
+
+def build_pipeline(analyzer: Analyzer, settings: Settings) -> BlobPipeline:
+    from shared.storage import images_blob_service
+
+    return BlobPipeline(analyzer, images_blob_service(settings), settings)
+
+
+async def handle_blob_event(blob: BlobClient, services: Any) -> None:
+    """The blob trigger's body: process the blob; raise only for a redelivery.
+
+    ``services`` is the worker's :class:`~shared.services.Services`, so the trigger shares
+    the HTTP app's model client and cache.
+    """
+    outcome = await services.pipeline.handle(blob)
+    log.info("blob %s: %s%s", outcome.name, outcome.status, f" ({outcome.reason})" if outcome.reason else "")

@@ -1,0 +1,70 @@
+"""Storage clients from settings: connection strings locally, Entra ID (keyless) in Azure.
+
+One place knows how settings name a storage account, so the cache, the blob pipeline
+and the CLI agree on it. ``UseDevelopmentStorage=true`` is expanded here because the
+table and blob SDKs disagree on how to read it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from azure.storage.blob import BlobServiceClient, ExponentialRetry
+
+from shared.errors import ConfigError
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+# What ``UseDevelopmentStorage=true`` stands for: Azurite's default ports and its public,
+# documented development key (not a secret).
+DEV_CONNECTION_STRING = (
+    "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+    "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
+    "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
+    "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
+)
+
+
+def normalise_connection_string(connection_string: str) -> str:
+    """Expand ``UseDevelopmentStorage=true`` (any case, trailing ``;``): the two SDKs disagree on it."""
+    parts = (p.split("=", 1) for p in connection_string.split(";") if "=" in p)
+    flags = {name.strip().lower(): value.strip().lower() for name, value in parts}
+    return DEV_CONNECTION_STRING if flags.get("usedevelopmentstorage") == "true" else connection_string
+
+
+def images_blob_service(settings: Settings, **options: Any) -> BlobServiceClient:
+    """The blob service holding the input, results and quarantine containers.
+
+    ``VISION_IMAGES_STORAGE`` (connection string) or its keyless ``__blobServiceUri``;
+    otherwise the host's own ``AzureWebJobsStorage``. Retries are exponential and short
+    enough for a blob trigger: storage hiccups are retried here, longer outages raise so
+    the host redelivers.
+    """
+    options.setdefault("retry_policy", ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3))
+    options.setdefault("connection_timeout", 5)
+    options.setdefault("read_timeout", 30)
+    if settings.images_connection_string:
+        return _from_connection_string("VISION_IMAGES_STORAGE", settings.images_connection_string, options)
+    if settings.images_blob_service_uri:
+        return BlobServiceClient(settings.images_blob_service_uri, credential=_credential(), **options)
+    if settings.storage_connection_string:
+        return _from_connection_string("AzureWebJobsStorage", settings.storage_connection_string, options)
+    raise ConfigError(
+        "VISION_IMAGES_STORAGE",
+        "no storage account for images: set VISION_IMAGES_STORAGE, VISION_IMAGES_STORAGE__blobServiceUri "
+        "or AzureWebJobsStorage (UseDevelopmentStorage=true for Azurite)",
+    )
+
+
+def _from_connection_string(setting: str, value: str, options: dict[str, Any]) -> BlobServiceClient:
+    try:
+        return BlobServiceClient.from_connection_string(normalise_connection_string(value), **options)
+    except ValueError:
+        raise ConfigError(setting, "is not a valid storage connection string") from None
+
+
+def _credential():
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()

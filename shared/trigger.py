@@ -1,0 +1,32 @@
+"""Blob trigger parameters, read when the Functions host indexes ``function_app.py``.
+
+They come straight from the environment (not :func:`shared.config.load_settings`) so a
+bad unrelated setting cannot stop the host from indexing the functions; the handler
+validates everything on first use and names what is wrong.
+"""
+
+from __future__ import annotations
+
+import os
+
+import azure.functions as func
+
+
+def input_path(environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return f"{env.get('VISION_INPUT_CONTAINER') or 'images'}/{{name}}"
+
+
+def images_connection(environ: dict[str, str] | None = None) -> str:
+    """The setting prefix of the images account: its own when present, else the host's storage."""
+    env = os.environ if environ is None else environ
+    if any(key == "VISION_IMAGES_STORAGE" or key.startswith("VISION_IMAGES_STORAGE__") for key in env):
+        return "VISION_IMAGES_STORAGE"
+    return "AzureWebJobsStorage"
+
+
+def blob_source(environ: dict[str, str] | None = None) -> func.BlobSource:
+    """Event Grid (the only source Flex Consumption supports) unless the setting asks for a container scan."""
+    env = os.environ if environ is None else environ
+    value = (env.get("VISION_BLOB_SOURCE") or "EventGrid").strip().lower()
+    return func.BlobSource.LOGS_AND_CONTAINER_SCAN if value == "logsandcontainerscan" else func.BlobSource.EVENT_GRID
