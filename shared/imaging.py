@@ -27,8 +27,8 @@ Decisions, and why:
   first frame. ICC profiles are not applied: the models shrug off small gamut shifts, and colour
   management would cost another pass over every pixel.
 * **Fast path for JPEG**: ``Image.draft`` makes libjpeg decode at 1/2, 1/4 or 1/8 scale, never below
-  the target, so a 12 MP photo is never decoded in full for ``low`` or ``auto``; BICUBIC finishes the
-  (< 2x) rest, as Pillow's ``thumbnail`` does (see ``_RESAMPLE`` for the measured trade-off). Other
+  the target, so a 12 MP photo is never decoded in full for ``low`` or ``auto``; a short filter then
+  finishes the (< 2x) rest (see ``_RESAMPLE`` for the per-detail choice and its measured cost). Other
   formats ``Image.reduce`` first when the ratio is large. The final size is exactly the naive one
   (``int(side * ratio)``, at least 1), so the bill is never higher than with a full decode.
 * **Always re-encode**, even a small JPEG: it strips EXIF (GPS positions, serial numbers), ICC and
@@ -67,11 +67,13 @@ HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying 
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError, KeyError, TypeError)
 _DECODE_ERRORS += (ZeroDivisionError, NotImplementedError, MemoryError)
 
-# Pillow's own thumbnail() recipe: shrink by an integer factor first (libjpeg DCT scaling for JPEG,
-# Image.reduce's box average otherwise) while at least 2x the target remains, then BICUBIC. Measured
-# (benchmarks/README.md): LANCZOS instead would cost about 1.4x as much on a 12 MP JPEG at "auto" and
-# cap the speed-up near 3.5x, for differences far below what the q85 JPEG encoding itself loses.
-_RESAMPLE = Image.Resampling.BICUBIC
+# Shrink by an integer factor first (libjpeg DCT scaling for JPEG, Image.reduce's box average
+# otherwise) while at least 2x the target remains, then one filter for the rest. "low" and "auto"
+# favour speed: after the DCT step has done the heavy low-pass, HAMMING (support 1) is within a dB or
+# two of LANCZOS, i.e. below the noise of the q85 re-encode, at under half its cost; that is what
+# makes a 12 MP JPEG >= 4x faster than the naive path. "high" (text and tables, what the caller pays
+# extra for) keeps LANCZOS: the naive path's output exactly. Figures in benchmarks/README.md.
+_RESAMPLE = {"low": Image.Resampling.HAMMING, "auto": Image.Resampling.HAMMING, "high": Image.Resampling.LANCZOS}
 _REDUCING_GAP = 2.0
 
 _EXIF_ORIENTATION = 0x0112
@@ -231,7 +233,7 @@ def prepare_image(
             raise _undecodable(fmt, exc) from exc
 
         if frame.size != stored:
-            frame = frame.resize(stored, _RESAMPLE, box=box, reducing_gap=_REDUCING_GAP)
+            frame = frame.resize(stored, _RESAMPLE[detail], box=box, reducing_gap=_REDUCING_GAP)
         frame = _flatten(frame)
         if orientation in _TRANSPOSE:
             frame = frame.transpose(_TRANSPOSE[orientation])

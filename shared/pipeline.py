@@ -166,6 +166,9 @@ class BlobPipeline:
         self.quarantine: ContainerClient = blob_service.get_container_client(settings.quarantine_container)
         self._clock = clock
         self._containers_ready = False
+        # Claims this process holds (result name -> claim ETag): a retry in this process
+        # resumes its own claim instead of waiting for it to expire.
+        self._owned: dict[str, str] = {}
 
     def ensure_containers(self) -> None:
         """Create the three containers once (idempotent)."""
@@ -250,7 +253,8 @@ class BlobPipeline:
                 status = existing.get("status")
                 if same_source and status in TERMINAL and not force:
                     return f"already {status} for this version of the blob"
-                if same_source and status == "processing" and self._claim_is_fresh(existing):
+                ours = self._owned.get(target.blob_name) == etag
+                if same_source and status == "processing" and self._claim_is_fresh(existing) and not ours:
                     return "another delivery is processing it"
             attempts = (existing or {}).get("attempts", 0) if existing and same_source else 0
             document = {
@@ -264,6 +268,7 @@ class BlobPipeline:
                 written = self._upload(target, document, etag=etag)
             except (ResourceExistsError, ResourceModifiedError):
                 continue
+            self._owned[target.blob_name] = written
             return Claim(written, document["attempts"], document["created_at"])
         return "another delivery claimed it first"
 
@@ -297,7 +302,9 @@ class BlobPipeline:
     async def _write_final(self, target: BlobClient, claim: Claim, document: dict[str, Any]) -> None:
         try:
             await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
+            self._owned.pop(target.blob_name, None)
         except ResourceModifiedError:
+            self._owned.pop(target.blob_name, None)
             # Our claim expired and another delivery took over: its result stands, ours is dropped.
             log.warning("result for %s was taken over by another delivery; keeping theirs", document["blob"])
         except AzureError as exc:
@@ -332,6 +339,7 @@ class BlobPipeline:
         document = {**self._failure_document(claim, source, job, problem), "status": "retrying"}
         try:
             await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
+            self._owned.pop(target.blob_name, None)
         except AzureError:
             log.warning("could not record retry state of %s", source["name"])
         raise TransientFailure(source["name"], claim.attempts, problem["detail"]) from error

@@ -63,6 +63,10 @@ async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool 
         retry=retry_if_exception_type((TransientFailure, AzureError)),
         stop=stop_after_attempt(pipeline.settings.max_attempts + 3),
         wait=wait_exponential(multiplier=wait_seconds, max=max_wait_seconds),
+        before_sleep=lambda state: log.info(
+            "%s: retrying in %.1fs after %s", name, state.next_action.sleep if state.next_action else 0,
+            state.outcome.exception() if state.outcome else "?",
+        ),
         reraise=True,
     )
     async for attempt in retrying:
