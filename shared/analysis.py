@@ -103,7 +103,8 @@ class Analyzer:
             prepared = await self.prepare(data, options.detail, options.task)
             assert options.max_tokens is not None
             completion = await self.provider.complete(
-                VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens)
+                VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens,
+                              task=options.task)
             )
             return self.build_result(completion, prepared, data, task=options.task)
 

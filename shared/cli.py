@@ -122,6 +122,30 @@ async def _watch(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _upload(args: argparse.Namespace) -> int:
+    from shared.services import Services
+    from shared.watch import upload_files
+
+    services = Services()
+    for path in args.files:
+        if not Path(path).is_file():
+            raise InputError(f"cannot read {path}: not a file")
+    for name in upload_files(services.pipeline, args.files, prefix=args.prefix or ""):
+        print(f"{services.settings.input_container}/{name}")
+    return EXIT_OK
+
+
+def _result(args: argparse.Namespace) -> int:
+    from shared.services import Services
+
+    document = Services().pipeline.read_result(args.name)
+    if document is None:
+        print(f"no result for {args.name!r} yet", file=sys.stderr)
+        return EXIT_INPUT
+    _print_json(document)
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -189,6 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     watch.add_argument("--concurrency", type=int, default=4, help="blobs processed at once [4]")
     watch.add_argument("--iterations", type=int, help="stop after this many polls (default: run until Ctrl-C)")
     watch.set_defaults(handler=_watch)
+
+    upload = commands.add_parser(
+        "upload", help="drop local images into the input container (Azurite locally)",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    upload.add_argument("files", nargs="+", help="image files")
+    upload.add_argument("--prefix", help="path prefix that picks the task, e.g. ocr/ or describe/")
+    upload.set_defaults(handler=_upload)
+
+    result = commands.add_parser("result", help="print the result document of an input blob")
+    result.add_argument("name", help="blob name in the input container, e.g. describe/cat.png")
+    result.set_defaults(handler=_result)
 
     from shared.batch import add_batch_parser
 

@@ -20,7 +20,8 @@ Hierarchy::
         ├── ModelThrottled           429: rate limited; carries retry_after
         ├── ModelUnavailable         503: 5xx, timeouts, connection failures
         ├── ModelBadResponse         502: an answer we cannot use
-        └── ContentFiltered          422: the prompt or the completion was filtered
+        ├── ContentFiltered          422: the prompt or the completion was filtered
+        └── NotSupported             501: the configured provider cannot do this (names the settings)
 
 Storage problems in the cache are not errors to the caller: the cache logs them
 and the request continues uncached.
@@ -181,3 +182,11 @@ class ContentFiltered(ModelError):
         super().__init__(detail, where=where, categories=categories or None)
         self.where = where
         self.categories = categories or []
+
+
+class NotSupported(ModelError):
+    """The configured provider cannot do this (e.g. the offline engine asked a free-form question)."""
+
+    status = 501
+    slug = "not-supported"
+    title = "Not supported by the configured provider"

@@ -52,6 +52,9 @@ class VisionRequest:
     follow_up: tuple[dict[str, Any], ...] = ()
     # Text labels placed before each image part, e.g. "[Image 1]" for comparisons.
     image_labels: tuple[str, ...] = ()
+    # What the request is for (ocr, describe, invoice...): providers that are not language
+    # models (the offline engine) decide from it; language models only see the prompt.
+    task: str | None = None
 
 
 @dataclass(frozen=True)

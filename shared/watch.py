@@ -121,3 +121,17 @@ async def watch(pipeline: BlobPipeline, *, interval: float, prefix: str | None =
         if iterations is None or count < iterations:
             await asyncio.sleep(interval)
     return total
+
+
+def upload_files(pipeline: BlobPipeline, paths: list[str], *, prefix: str = "") -> list[str]:
+    """Drop local files into the input container (the local stand-in for a user's upload)."""
+    from pathlib import Path
+
+    pipeline.ensure_containers()
+    names = []
+    for path in paths:
+        name = f"{prefix.strip('/')}/{Path(path).name}" if prefix.strip("/") else Path(path).name
+        with open(path, "rb") as stream:
+            pipeline.inputs.get_blob_client(name).upload_blob(stream, overwrite=True)
+        names.append(name)
+    return names

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.azurite import free_port
+from tests.azurite import Azurite, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -19,13 +19,15 @@ REPO = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(120)
 def test_scripts_dev_serves_analyze_with_the_cache_on_azurite(aoai, corpus, tmp_path):
     port = free_port()
+    storage = Azurite()  # not started here: only its free ports and connection string are used
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_OPENAI", "OPENAI_", "VISION_"))}
     env.pop("AzureWebJobsStorage", None)
     env.update(
         PORT=str(port),
-        AZURITE_BLOB_PORT=str(free_port()),
-        AZURITE_QUEUE_PORT=str(free_port()),
-        AZURITE_TABLE_PORT=str(free_port()),
+        AZURITE_BLOB_PORT=str(storage.blob_port),
+        AZURITE_QUEUE_PORT=str(storage.queue_port),
+        AZURITE_TABLE_PORT=str(storage.table_port),
+        VISION_WATCH_INTERVAL_SECONDS="1",
         AZURITE_LOCATION=str(tmp_path / "azurite"),
         AZURE_OPENAI_ENDPOINT=aoai.endpoint,
         AZURE_OPENAI_API_KEY=aoai.api_key,
@@ -58,6 +60,22 @@ def test_scripts_dev_serves_analyze_with_the_cache_on_azurite(aoai, corpus, tmp_
         bad = httpx.post(f"{base}/api/analyze", content=b"not an image", timeout=30)
         assert bad.status_code == 415
         assert bad.headers["content-type"].startswith("application/problem+json")
+
+        # The drop-a-file flow: upload into Azurite, the watcher processes it, the route serves the result.
+        upload = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "python"), "-m", "shared", "upload", str(corpus / "coffee.png"),
+             "--prefix", "describe"],
+            env={**env, "AzureWebJobsStorage": storage.connection_string, "PYTHONPATH": str(REPO)},
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )
+        assert upload.returncode == 0, upload.stderr
+        assert upload.stdout.strip() == "images/describe/coffee.png"
+        deadline = time.monotonic() + 30
+        while (result := httpx.get(f"{base}/api/results/describe/coffee.png", timeout=5)).status_code != 200:
+            assert time.monotonic() < deadline, result.text
+            time.sleep(0.3)
+        assert result.json()["status"] == "succeeded" and result.json()["task"] == "describe"
+        assert len(aoai.requests) == 2
     finally:
         os.killpg(process.pid, signal.SIGINT)
         try:
