@@ -17,8 +17,9 @@ Two schemes are documented there, and each model uses exactly one:
   tiles needed to cover it; cost = ``base + tile * tiles``. Documented examples:
   1024x1024 high = 765 and 2048x4096 high = 1105 on gpt-4o; low = 85. The
   base/tile pair differs by model: 85/170 for gpt-4o, gpt-4.1 and gpt-4.5,
-  2833/5667 for gpt-4o-mini (the same dollars per image as gpt-4o at 1/16 the
-  token price), 75/150 for o1, o1-pro and o3, 70/140 for gpt-5.
+  2833/5667 for gpt-4o-mini (so at 1/16 of gpt-4o's token price an image still
+  costs about twice as many dollars), 75/150 for o1, o1-pro and o3, 70/140 for
+  gpt-5.
 * **Patches** (gpt-4.1-mini, gpt-4.1-nano, o4-mini, gpt-5-mini, gpt-5-nano).
   Count the 32x32px patches that cover the image. If that is over 1536, shrink
   the image: ``r = sqrt(32**2 * 1536 / (w * h))``, then shrink ``r`` a little

@@ -315,6 +315,13 @@ def test_size_always_equals_the_naive_full_decode_size(size, detail, fmt):
     decoded(prepared)
 
 
+def test_high_detail_pixels_match_a_full_decode_lanczos_resize():
+    # "high" is for text and tables: no shortcut filter, only the (lossless) Huffman optimisation differs.
+    source = Image.radial_gradient("L").resize((3000, 2000)).convert("RGB")
+    naive = source.resize(naive_size(3000, 2000, "high"), Image.Resampling.LANCZOS)
+    assert prepare_image(encode(source, "PNG"), "high").data == encode(naive, "JPEG", quality=85)
+
+
 @pytest.mark.parametrize("size", [(1, 1), (14, 25), (1, 5000), (5000, 1), (2, 3000)])
 @pytest.mark.parametrize("detail", ["low", "auto", "high"])
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"])
