@@ -169,6 +169,8 @@ class BlobPipeline:
         # Claims this process holds (result name -> claim ETag): a retry in this process
         # resumes its own claim instead of waiting for it to expire.
         self._owned: dict[str, str] = {}
+        # Result names a delivery in this process is working on right now.
+        self._active: set[str] = set()
 
     def ensure_containers(self) -> None:
         """Create the three containers once (idempotent)."""
@@ -199,6 +201,17 @@ class BlobPipeline:
             "last_modified": properties.last_modified.isoformat() if properties.last_modified else None,
         }
         target = self.results.get_blob_client(result_name(name))
+        if target.blob_name in self._active:
+            return Outcome(name, "skipped", "another delivery is processing it", target.blob_name)
+        self._active.add(target.blob_name)
+        try:
+            return await self._handle_claimed(blob, target, properties, source, force)
+        finally:
+            self._active.discard(target.blob_name)
+
+    async def _handle_claimed(self, blob: BlobClient, target: BlobClient, properties: Any,
+                              source: dict[str, Any], force: bool) -> Outcome:
+        name = blob.blob_name
         try:
             claim = await asyncio.to_thread(self._claim, target, source, force)
         except AzureError as exc:

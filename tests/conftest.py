@@ -105,3 +105,11 @@ def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
     return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def indexed_functions() -> dict:
+    """function_app's functions as the host indexes them (the SDK allows get_functions() only once)."""
+    import function_app
+
+    return {function.get_function_name(): function for function in function_app.app.get_functions()}

@@ -10,16 +10,42 @@ import azure.functions as func
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_function_app_registers_the_asgi_http_function():
+def test_function_app_registers_the_asgi_http_function(indexed_functions):
     import function_app
 
     assert isinstance(function_app.app, func.AsgiFunctionApp)
-    functions = function_app.app.get_functions()
-    assert functions, "no function registered"
-    bindings = [binding for function in functions for binding in function.get_bindings()]
-    trigger = next(b for b in bindings if b.type == "httpTrigger")
+    [trigger] = [b for b in indexed_functions["http_app_func"].get_bindings() if b.type == "httpTrigger"]
     assert trigger.route == "/{*route}"
     assert str(trigger.auth_level).endswith("FUNCTION")
+
+
+def test_blob_trigger_binding(indexed_functions):
+    """Event Grid source on the input container, through the SDK-type BlobClient binding."""
+    function = json.loads(indexed_functions["on_image_uploaded"].get_function_json())
+    [binding] = function["bindings"]
+    assert binding["type"] == "blobTrigger"
+    assert binding["path"] == "images/{name}"
+    assert binding["connection"] == "AzureWebJobsStorage"
+    assert binding["source"] == "EventGrid"
+    # The worker turns on deferred (SDK-type) binding when the parameter has the extension's type.
+    import inspect
+
+    from azurefunctions.extensions.bindings.blob import BlobClient
+
+    user_function = indexed_functions["on_image_uploaded"].get_user_function()
+    assert inspect.signature(user_function).parameters["client"].annotation is BlobClient
+
+
+def test_trigger_parameters_follow_the_settings():
+    from shared.trigger import blob_source, images_connection, input_path
+
+    env = {"VISION_INPUT_CONTAINER": "uploads", "VISION_IMAGES_STORAGE__blobServiceUri": "https://a.blob.x",
+           "VISION_BLOB_SOURCE": "LogsAndContainerScan"}
+    assert input_path(env) == "uploads/{name}"
+    assert images_connection(env) == "VISION_IMAGES_STORAGE"
+    assert blob_source(env) == func.BlobSource.LOGS_AND_CONTAINER_SCAN
+    assert (input_path({}), images_connection({}), blob_source({})) == (
+        "images/{name}", "AzureWebJobsStorage", func.BlobSource.EVENT_GRID)
 
 
 def test_host_json_route_prefix_is_empty():

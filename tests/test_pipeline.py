@@ -121,7 +121,8 @@ async def test_success_writes_the_documented_result(env, aoai):
     assert outcome.result_name == "describe/a cat ü.png.json"
 
 
-async def test_host_invocation_through_the_sdk_binding(env, aoai, monkeypatch, storage_connection_string):
+async def test_host_invocation_through_the_sdk_binding(env, aoai, monkeypatch, storage_connection_string,
+                                                      indexed_functions):
     """As the host calls it: model_binding_data -> the extension's converter -> our function."""
     from azurefunctions.extensions.base import Datum
     from azurefunctions.extensions.bindings.blob import BlobClient as BindingBlobClient
@@ -139,7 +140,7 @@ async def test_host_invocation_through_the_sdk_binding(env, aoai, monkeypatch, s
                                                        "content_type": "application/json", "content": content})()
     client = BlobClientConverter.decode(Datum(model_binding_data, "model_binding_data"), trigger_metadata={},
                                         pytype=BindingBlobClient)
-    [function] = [f for f in function_app.app.get_functions() if f.get_function_name() == "on_image_uploaded"]
+    function = indexed_functions["on_image_uploaded"]
     await function.get_user_function()(client)
     await function.get_user_function()(client)  # Event Grid delivers at least once
     assert pipeline.read_result("ocr/page.png")["task"] == "ocr"
