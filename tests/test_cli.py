@@ -83,3 +83,32 @@ def test_exit_codes(corpus, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("VISION_MAX_IMAGE_PIXELS", "none")
     assert main(["prepare", str(corpus / "chelsea.png")]) == EXIT_CONFIG
     assert "VISION_MAX_IMAGE_PIXELS" in capsys.readouterr().err
+
+
+def test_upload_process_and_result_commands(aoai, corpus, tmp_path, storage_connection_string):
+    env = {
+        "AZURE_OPENAI_ENDPOINT": aoai.endpoint,
+        "AZURE_OPENAI_API_KEY": aoai.api_key,
+        "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+        "AzureWebJobsStorage": storage_connection_string,
+        "VISION_CACHE_ENABLED": "false",
+        "VISION_INPUT_CONTAINER": "cli-in",
+        "VISION_RESULTS_CONTAINER": "cli-out",
+        "VISION_QUARANTINE_CONTAINER": "cli-bad",
+    }
+    (tmp_path / "notes.png").write_text("not really a png")
+    uploaded = run("upload", str(corpus / "chelsea.png"), str(tmp_path / "notes.png"), "--prefix", "ocr",
+                   env=env, cwd=tmp_path)
+    assert uploaded.returncode == EXIT_OK, uploaded.stderr
+    assert uploaded.stdout.split() == ["cli-in/ocr/chelsea.png", "cli-in/ocr/notes.png"]
+    processed = run("process", "--quiet", env=env, cwd=tmp_path)
+    assert processed.returncode == EXIT_OK, processed.stderr
+    assert "done: 1, skipped: 0, failed: 1" in processed.stderr
+    again = run("process", "--quiet", env=env, cwd=tmp_path)
+    assert "done: 0, skipped: 0, failed: 0" in again.stderr
+    result = run("result", "ocr/chelsea.png", env=env, cwd=tmp_path)
+    assert json.loads(result.stdout)["task"] == "ocr"
+    failed = json.loads(run("result", "ocr/notes.png", env=env, cwd=tmp_path).stdout)
+    assert failed["status"] == "failed" and failed["quarantined"] == "cli-bad/ocr/notes.png"
+    assert run("result", "ocr/missing.png", env=env, cwd=tmp_path).returncode == EXIT_INPUT
+    assert len(aoai.requests) == 1
