@@ -38,6 +38,7 @@ from shared.errors import (
     UnsupportedImage,
     VisionError,
 )
+from shared.routes_extract import router as extract_router
 from shared.services import Services
 
 log = logging.getLogger(__name__)
@@ -279,6 +280,7 @@ def create_app(settings: Settings | None = None, analyzer: Analyzer | None = Non
     )
     app.state.services = Services(settings, analyzer)
     app.include_router(router)
+    app.include_router(extract_router)
 
     @app.exception_handler(VisionError)
     async def _vision_error(_: Request, exc: VisionError) -> JSONResponse:

@@ -229,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     from shared.batch import add_batch_parser
 
     add_batch_parser(commands)
+    from shared.extraction import add_extract_parser
+    from shared.multi import add_compare_parser
+
+    add_extract_parser(commands)
+    add_compare_parser(commands)
     return parser
 
 

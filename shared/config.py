@@ -48,6 +48,12 @@ SETTINGS: tuple[Setting, ...] = (
             "OpenAI-compatible server instead of Azure (OpenAI, Ollama, vLLM), e.g. http://localhost:11434/v1"),
     Setting("OPENAI_API_KEY", None, "Key for OPENAI_BASE_URL (servers that need none accept any value)"),
     Setting("OPENAI_MODEL", None, "Model name sent to OPENAI_BASE_URL (required with it)"),
+    Setting("VISION_PROVIDER", "auto",
+            "auto (Azure OpenAI if configured, else OPENAI_BASE_URL, else local), azure_openai, "
+            "openai_compatible, local (offline OCR engine) or none"),
+    Setting("VISION_LOCAL_FALLBACK", "pipeline",
+            "When the model service is still unreachable after its retries, let the local engine answer "
+            "(marked degraded): off, pipeline (blob flow only, on its last attempt) or all (HTTP too)"),
     Setting("AzureWebJobsStorage", None,
             "Storage connection string (UseDevelopmentStorage=true for Azurite); the Functions host needs it too"),
     Setting("AzureWebJobsStorage__tableServiceUri", None,
@@ -104,6 +110,8 @@ def _positive_int(name: str, value: str, *, minimum: int = 1) -> int:
 
 
 BLOB_SOURCES = ("EventGrid", "LogsAndContainerScan")
+PROVIDERS = ("auto", "azure_openai", "openai_compatible", "local", "none")
+FALLBACKS = ("off", "pipeline", "all")
 _CONTAINER_NAME = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 
@@ -159,6 +167,8 @@ class Settings:
     max_attempts: int = 5
     claim_seconds: int = 600
     watch_interval_seconds: int = 5
+    provider: str = "auto"
+    local_fallback: str = "pipeline"
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Settings:
@@ -203,6 +213,16 @@ class Settings:
                 raise ConfigError("VISION_MODEL_TABLE", f"is not valid JSON: {exc.msg}") from None
             if not isinstance(parsed, dict):
                 raise ConfigError("VISION_MODEL_TABLE", "must be a JSON object keyed by model name")
+        provider = (get("VISION_PROVIDER") or "auto").lower()
+        if provider not in PROVIDERS:
+            raise ConfigError("VISION_PROVIDER", f"must be one of {', '.join(PROVIDERS)}; got {provider!r}")
+        if provider == "azure_openai" and not endpoint:
+            raise ConfigError("AZURE_OPENAI_ENDPOINT", "is required when VISION_PROVIDER is azure_openai")
+        if provider == "openai_compatible" and not base_url:
+            raise ConfigError("OPENAI_BASE_URL", "is required when VISION_PROVIDER is openai_compatible")
+        fallback = (get("VISION_LOCAL_FALLBACK") or "pipeline").lower()
+        if fallback not in FALLBACKS:
+            raise ConfigError("VISION_LOCAL_FALLBACK", f"must be one of {', '.join(FALLBACKS)}; got {fallback!r}")
         blob_source = get("VISION_BLOB_SOURCE") or "EventGrid"
         if blob_source not in BLOB_SOURCES:
             raise ConfigError("VISION_BLOB_SOURCE", f"must be one of {', '.join(BLOB_SOURCES)}; got {blob_source!r}")
@@ -216,6 +236,8 @@ class Settings:
         if blob_uri:
             blob_uri = _url("VISION_IMAGES_STORAGE__blobServiceUri", blob_uri)
         return cls(
+            provider=provider,
+            local_fallback=fallback,
             max_images=_positive_int("VISION_MAX_IMAGES", get("VISION_MAX_IMAGES") or "10", minimum=2),
             max_total_bytes=_positive_int("VISION_MAX_TOTAL_BYTES", get("VISION_MAX_TOTAL_BYTES") or "1"),
             max_image_tokens=_positive_int("VISION_MAX_IMAGE_TOKENS", get("VISION_MAX_IMAGE_TOKENS") or "1"),
@@ -266,7 +288,13 @@ class Settings:
 
     @property
     def model_provider(self) -> str | None:
-        """Which model service is configured: ``azure_openai``, ``openai_compatible`` or None."""
+        """Which language-model service answers: ``azure_openai``, ``openai_compatible`` or None.
+
+        None means no language model: the local engine (``VISION_PROVIDER`` auto or local) or
+        nothing at all (``none``).
+        """
+        if self.provider in ("local", "none"):
+            return None
         if self.azure_openai_endpoint:
             return "azure_openai"
         if self.openai_base_url:
@@ -274,9 +302,18 @@ class Settings:
         return None
 
     @property
+    def uses_local_engine(self) -> bool:
+        """True when the offline engine answers every request (chosen, or nothing else configured)."""
+        return self.provider == "local" or (self.provider == "auto" and self.model_provider is None)
+
+    @property
     def deployment_name(self) -> str | None:
         """What the caller sees as ``deployment``: the Azure deployment or the compatible server's model."""
-        return self.azure_openai_deployment if self.azure_openai_endpoint else self.openai_model
+        if self.model_provider == "azure_openai":
+            return self.azure_openai_deployment
+        if self.model_provider == "openai_compatible":
+            return self.openai_model
+        return "local" if self.uses_local_engine else None
 
     @property
     def estimation_model(self) -> str:

@@ -1,0 +1,455 @@
+"""Structured extraction from one image: an invoice, a table, or any JSON Schema; validated, never invented.
+
+One code path: the request carries ``response_format`` (``json_schema``, ``strict: true``) and the
+provider calls ``chat.completions.create`` and returns the text, as for every other request. We do
+not use the SDK's ``parse()``: we validate ourselves (pydantic for our models, the caller's ORIGINAL
+JSON Schema for theirs, :mod:`shared.schemas`), because strict mode cannot express everything a
+caller's schema says (patterns, ranges), and OpenAI-compatible servers may ignore ``response_format``.
+
+What the model says is checked, not trusted:
+
+* **One re-ask, then an honest failure.** Unusable output (not JSON, wrong types, missing fields,
+  a constraint broken, or cut off at ``max_tokens``) is answered once, as Instructor does: the bad
+  reply goes back as the assistant's message, followed by the validation errors and a request for
+  corrected JSON only. Still unusable -> :class:`ExtractionFailed` (502) with the raw reply, the
+  errors, the attempts and the tokens spent. Never a made-up object. Every request thus costs at
+  most two model calls; usage is summed over both and ``attempts`` says how many there were.
+* **Truncation** (``finish_reason == "length"``): the JSON is incomplete whatever it looks like, so
+  it counts as invalid, and the re-ask gets ``min(2 * max_tokens, VISION_MAX_OUTPUT_TOKENS)``.
+  ``max_tokens`` is only a ceiling (billing is per token produced), so the extraction default is
+  ``max(VISION_DEFAULT_MAX_TOKENS, 2000)`` (within the ceiling), to make that re-ask rare.
+* **Markdown fences** around otherwise valid JSON (compatible servers without strict mode do this)
+  are stripped without a re-ask: nothing is guessed, and a second call would cost money for nothing.
+* **Invoice checks become ``warnings``**, never silent fixes: each line's quantity x unit price
+  against its total, the lines against the subtotal, subtotal + tax against the total, dates as ISO
+  8601 and the due date not before the invoice date, the currency an ISO 4217 code. Amounts agree
+  within ``max(0.01, 0.5% of the printed amount)``: a cent for printed rounding, half a percent for
+  unit prices printed with fewer decimals than they were computed with.
+* **Tables** come back from the model as ``columns`` plus rows of cells (strict mode cannot express
+  objects with free-form keys); we key each row by column. Short rows are padded with null, extra
+  cells are dropped *and reported* in a warning, blank or repeated column names are made unique
+  (warned too), and empty cells become null.
+
+Documents default to ``detail=high``: text is what the high-resolution tiles are for.
+Results are cached like analyses; the key includes the schema hash, so another schema is another answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal
+
+from openai.lib import type_to_response_format_param
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.analysis import DETAILS, AnalysisOptions, Analyzer, parse_max_tokens, validate_options
+from shared.config import settings_help
+from shared.errors import InputError, InvalidParameter, ModelBadResponse
+from shared.providers import Completion, Usage, VisionRequest
+from shared.schemas import compile_schema
+
+KINDS = ("invoice", "table", "schema")
+EXTRACTION_MAX_TOKENS = 2000
+MAX_RAW_REPLY_CHARS = 8000
+_RESULT_FIELDS = ("model", "deployment", "provider", "detail", "usage", "estimated_cost_usd", "image", "cached")
+_FENCED = re.compile(r"\A\s*```[A-Za-z0-9_-]*[ \t]*\r?\n(.*?)\r?\n?```\s*\Z", re.DOTALL)
+_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# Active ISO 4217 codes (2025), funds and precious metals included; XTS and XXX (test, none) left out.
+_ISO_4217_CODES = """
+AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BOV BRL BSD BTN BWP BYN BZD
+CAD CDF CHE CHF CHW CLF CLP CNY COP COU CRC CUC CUP CVE CZK DJF DKK DOP DZD EGP ERN ETB EUR FJD FKP GBP
+GEL GHS GIP GMD GNF GTQ GYD HKD HNL HTG HUF IDR ILS INR IQD IRR ISK JMD JOD JPY KES KGS KHR KMF KPW KRW
+KWD KYD KZT LAK LBP LKR LRD LSL LYD MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD NGN
+NIO NOK NPR NZD OMR PAB PEN PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SLL
+SOS SRD SSP STN SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES
+VND VUV WST XAF XAG XAU XBA XBB XBC XBD XCD XCG XDR XOF XPD XPF XPT XSU XUA YER ZAR ZMW ZWG ZWL
+"""
+ISO_4217 = frozenset(_ISO_4217_CODES.split())
+
+SYSTEM_PROMPT = (
+    "You read documents in images and answer with JSON matching the given schema, nothing else. "
+    "Copy values as printed. Use null for anything missing, unreadable or not applicable: never guess, "
+    "and never calculate a value that is not printed."
+)
+PROMPTS = {
+    "invoice": (
+        "Extract this invoice. Dates as ISO 8601 (YYYY-MM-DD). Amounts as plain numbers with a decimal point, "
+        "without currency symbols or thousands separators. currency: the ISO 4217 code printed, or the one a "
+        "printed symbol unambiguously stands for (€ is EUR), else null. One line_items entry per printed line, "
+        "in order."
+    ),
+    "table": (
+        "Transcribe the table in this image. columns: the header cells, left to right (Column 1, Column 2... if "
+        "there is no header). rows: one array per row, top to bottom, one cell per column in column order, text "
+        "exactly as printed; null for empty cells and for the cells a merged cell spans beyond its first."
+    ),
+    "schema": "Extract the information the JSON schema describes from this image.",
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Vendor(_Strict):
+    name: str | None = Field(description="Seller's name as printed")
+    address: str | None = Field(description="Seller's full address, one line")
+    tax_id: str | None = Field(description="Seller's VAT or tax number as printed")
+
+
+class Customer(_Strict):
+    name: str | None = Field(description="Buyer's name as printed")
+    address: str | None = Field(description="Buyer's full address, one line")
+
+
+class LineItem(_Strict):
+    description: str | None
+    quantity: float | None
+    unit_price: float | None
+    total: float | None = Field(description="The line's amount as printed")
+
+
+class Invoice(_Strict):
+    vendor: Vendor
+    customer: Customer
+    invoice_number: str | None
+    invoice_date: str | None = Field(description="ISO 8601 date, YYYY-MM-DD")
+    due_date: str | None = Field(description="ISO 8601 date, YYYY-MM-DD")
+    line_items: list[LineItem]
+    subtotal: float | None = Field(description="Total before tax as printed")
+    tax: float | None = Field(description="Total tax as printed")
+    total: float | None = Field(description="Amount due as printed")
+    currency: str | None = Field(description="ISO 4217 code, e.g. EUR")
+
+
+class TableGrid(_Strict):
+    """What the model writes: strict mode cannot express objects keyed by column names it has not seen."""
+
+    columns: list[str] = Field(description="Header cells, left to right")
+    rows: list[list[str | None]] = Field(description="One array per row; one cell per column, null if empty")
+
+
+class Table(BaseModel):
+    """What we return: rows keyed by column."""
+
+    columns: list[str]
+    rows: list[dict[str, str | None]]
+
+
+class ExtractionFailed(ModelBadResponse):
+    """The model's JSON was still unusable after the one re-ask (502): no data rather than made-up data."""
+
+    slug = "extraction-failed"
+    title = "The model did not produce valid structured data"
+
+    def __init__(self, *, raw_reply: str, errors: list[str], attempts: int, usage: Usage) -> None:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        super().__init__(
+            f"the model's reply was still invalid after {attempts} attempts: {errors[0]}{more}",
+            raw_reply=raw_reply[:MAX_RAW_REPLY_CHARS], raw_reply_truncated=len(raw_reply) > MAX_RAW_REPLY_CHARS,
+            errors=errors, attempts=attempts, usage=usage.as_dict(),
+        )
+        self.raw_reply, self.errors, self.attempts, self.usage = raw_reply, errors, attempts, usage
+
+
+Check = Callable[[Any], tuple[Any, list[str]]]
+
+
+@dataclass(frozen=True)
+class StructuredReply:
+    value: Any  # what the check returned
+    completion: Completion  # the last reply, with usage summed over the attempts
+    attempts: int
+
+
+def strip_fences(text: str) -> str:
+    match = _FENCED.match(text)
+    return match.group(1) if match else text
+
+
+def parse_reply(completion: Completion, max_tokens: int, check: Check) -> tuple[Any, list[str]]:
+    """(value, []) or (None, errors): truncation, JSON syntax, then the schema check."""
+    if completion.finish_reason == "length":
+        return None, [f"the reply was cut off at max_tokens={max_tokens} (finish_reason 'length'): incomplete JSON"]
+    try:
+        document = json.loads(strip_fences(completion.text))
+    except json.JSONDecodeError as exc:
+        return None, [f"the reply is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
+    return check(document)
+
+
+def pydantic_check(model: type[BaseModel]) -> Check:
+    """Strict validation (no "12" -> 12 coercion): a wrong type is the model's error to correct."""
+
+    def check(document: Any) -> tuple[Any, list[str]]:
+        try:
+            return model.model_validate(document, strict=True), []
+        except ValidationError as exc:
+            errors = []
+            for error in exc.errors(include_url=False)[:20]:
+                where = ".".join(str(part) for part in error["loc"]) or "(root)"
+                errors.append(f"{where}: {error['msg']} (got {json.dumps(error.get('input'), default=str)[:80]})")
+            return None, errors
+
+    return check
+
+
+def _correction(errors: list[str]) -> str:
+    listed = "\n".join(f"- {error}" for error in errors)
+    return (f"Your reply cannot be used:\n{listed}\nAnswer again with only the corrected JSON that matches the "
+            "schema: no prose, no markdown fences. Use null for what is not in the image; do not guess.")
+
+
+async def ask_structured(analyzer: Analyzer, request: VisionRequest, check: Check) -> StructuredReply:
+    """The request's validated answer in at most two calls; raises :class:`ExtractionFailed`."""
+    current, spent = request, Usage()
+    for attempt in (1, 2):
+        completion = await analyzer.provider.complete(current)
+        spent = Usage(spent.prompt_tokens + completion.usage.prompt_tokens,
+                      spent.completion_tokens + completion.usage.completion_tokens)
+        value, errors = parse_reply(completion, current.max_tokens, check)
+        if not errors:
+            return StructuredReply(value, replace(completion, usage=spent), attempt)
+        if attempt == 2:
+            raise ExtractionFailed(raw_reply=completion.text, errors=errors, attempts=attempt, usage=spent)
+        max_tokens = request.max_tokens
+        if completion.finish_reason == "length":
+            max_tokens = min(2 * request.max_tokens, analyzer.settings.max_output_tokens)
+        follow_up = (*request.follow_up, {"role": "assistant", "content": completion.text},
+                     {"role": "user", "content": _correction(errors)})
+        current = replace(request, max_tokens=max_tokens, follow_up=follow_up)
+    raise AssertionError("unreachable")
+
+
+def response_format(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
+
+
+@functools.cache
+def model_format(model: type[BaseModel], name: str) -> tuple[dict[str, Any], str]:
+    """Our model's response_format (the SDK's strict conversion, as ``parse()`` uses) and its schema hash."""
+    schema = type_to_response_format_param(model)["json_schema"]["schema"]  # type: ignore[index]
+    digest = hashlib.sha256(json.dumps(schema, sort_keys=True).encode()).hexdigest()
+    return response_format(name, schema), digest
+
+
+def _close(computed: Decimal, printed: Decimal) -> bool:
+    return abs(computed - printed) <= max(Decimal("0.01"), abs(printed) * Decimal("0.005"))
+
+
+def _money(value: float) -> Decimal:
+    return Decimal(str(value))
+
+
+def _iso_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).date()
+    except ValueError:
+        return None
+
+
+def invoice_warnings(invoice: Invoice) -> list[dict[str, Any]]:
+    """Inconsistencies in what was read, as ``{code, message, field}``; the data itself is left as read."""
+    warnings: list[dict[str, Any]] = []
+
+    def warn(code: str, field: str, message: str) -> None:
+        warnings.append({"code": code, "message": message, "field": field})
+
+    for i, item in enumerate(invoice.line_items):
+        if item.quantity is not None and item.unit_price is not None and item.total is not None:
+            computed = _money(item.quantity) * _money(item.unit_price)
+            if not _close(computed, _money(item.total)):
+                warn("line_total_mismatch", f"line_items[{i}].total", f"line {i + 1}: {item.quantity} x "
+                     f"{item.unit_price} = {computed}, but its total is {item.total}")
+    totals = [item.total for item in invoice.line_items]
+    if invoice.subtotal is not None and totals and None not in totals:
+        lines = sum((_money(t) for t in totals if t is not None), Decimal(0))
+        if not _close(lines, _money(invoice.subtotal)):
+            warn("subtotal_mismatch", "subtotal",
+                 f"the lines add up to {lines}, but the subtotal is {invoice.subtotal}")
+    if invoice.subtotal is not None and invoice.total is not None:
+        computed = _money(invoice.subtotal) + _money(invoice.tax or 0)
+        if not _close(computed, _money(invoice.total)):
+            tax = "no tax" if invoice.tax is None else f"tax {invoice.tax}"
+            warn("total_mismatch", "total",
+                 f"subtotal {invoice.subtotal} + {tax} = {computed}, but the total is {invoice.total}")
+    dates: dict[str, date | None] = {}
+    for field in ("invoice_date", "due_date"):
+        text = getattr(invoice, field)
+        dates[field] = _iso_date(text) if text is not None else None
+        if text is not None and dates[field] is None:
+            warn("invalid_date", field, f"{field} {text!r} is not an ISO 8601 date (YYYY-MM-DD)")
+    issued, due = dates["invoice_date"], dates["due_date"]
+    if issued and due and due < issued:
+        warn("due_date_before_invoice_date", "due_date", f"due {due.isoformat()} is before the invoice date "
+             f"{issued.isoformat()}")
+    if invoice.currency is not None and invoice.currency not in ISO_4217:
+        warn("invalid_currency", "currency", f"{invoice.currency!r} is not an ISO 4217 currency code")
+    return warnings
+
+
+def table_from_grid(grid: TableGrid) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``{columns, rows}`` with rows keyed by column, and warnings for what did not fit."""
+    warnings: list[dict[str, Any]] = []
+    columns: list[str] = []
+    for i, raw in enumerate(grid.columns):
+        name = raw.strip() or f"Column {i + 1}"
+        if not raw.strip():
+            warnings.append({"code": "empty_column_name", "field": f"columns[{i}]",
+                             "message": f"column {i + 1} has no name; called it {name!r}"})
+        base, n = name, 1
+        while name in columns:
+            n += 1
+            name = f"{base} ({n})"
+        if name != base:
+            warnings.append({"code": "duplicate_column", "field": f"columns[{i}]",
+                             "message": f"column {i + 1} repeats the name {base!r}; called it {name!r}"})
+        columns.append(name)
+    rows = []
+    for r, cells in enumerate(grid.rows):
+        if len(cells) > len(columns):
+            warnings.append({"code": "extra_cells", "field": f"rows[{r}]",
+                             "message": f"row {r + 1} has {len(cells)} cells for {len(columns)} columns; "
+                                        f"dropped {json.dumps(cells[len(columns):], ensure_ascii=False)}"})
+        kept = [cell if cell is None or cell.strip() else None for cell in cells[: len(columns)]]
+        rows.append(dict(zip(columns, kept + [None] * (len(columns) - len(kept)), strict=True)))
+    return Table(columns=columns, rows=rows).model_dump(), warnings
+
+
+@dataclass(frozen=True)
+class _Target:
+    response_format: dict[str, Any]
+    schema_hash: str
+    check: Check
+    finish: Callable[[Any], tuple[Any, list[dict[str, Any]]]]
+
+
+def _target(kind: str, schema: dict[str, Any] | None) -> _Target:
+    if kind not in KINDS:
+        raise InvalidParameter("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")
+    if kind != "schema":
+        if schema is not None:
+            raise InvalidParameter("schema", f"is only for kind 'schema', not {kind!r}")
+        if kind == "invoice":
+            fmt, digest = model_format(Invoice, "invoice")
+            return _Target(fmt, digest, pydantic_check(Invoice), lambda v: (v.model_dump(), invoice_warnings(v)))
+        fmt, digest = model_format(TableGrid, "table")
+        return _Target(fmt, digest, pydantic_check(TableGrid), table_from_grid)
+    if schema is None:
+        raise InvalidParameter("schema", "is required: give the JSON Schema of the data to extract")
+    compiled = compile_schema(schema)
+    title = str(compiled.original.get("title") or "").strip().replace(" ", "_")
+    name = title if _NAME.match(title) else "extraction"
+    return _Target(response_format(name, compiled.strict), compiled.hash, compiled.check, lambda v: (v, []))
+
+
+def default_max_tokens(analyzer: Analyzer) -> int:
+    settings = analyzer.settings
+    return min(max(settings.default_max_tokens, EXTRACTION_MAX_TOKENS), settings.max_output_tokens)
+
+
+async def extract(
+    analyzer: Analyzer, data: bytes, kind: Literal["invoice", "table", "schema"] | str, *,
+    schema: dict[str, Any] | None = None, prompt: str | None = None, detail: str | None = None,
+    max_tokens: int | None = None,
+) -> dict[str, Any]:
+    """The extraction result (see the module docstring); raises :mod:`shared.errors` and :class:`ExtractionFailed`."""
+    started = time.perf_counter()
+    target = _target(kind, schema)
+    options = validate_options(AnalysisOptions(
+        prompt=(prompt or "").strip() or PROMPTS[kind], detail=detail or "high",
+        max_tokens=max_tokens if max_tokens is not None else default_max_tokens(analyzer),
+    ), analyzer.settings)
+    analyzer.check_upload(data)
+    key = analyzer.key_for(data, options, kind=kind, schema=target.schema_hash)
+
+    async def compute() -> dict[str, Any]:
+        prepared = await analyzer.prepare(data, options.detail, None)
+        assert options.max_tokens is not None
+        request = VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens,
+                                system_prompt=SYSTEM_PROMPT, response_format=target.response_format, task=kind)
+        reply = await ask_structured(analyzer, request, target.check)
+        value, warnings = target.finish(reply.value)
+        base = analyzer.build_result(reply.completion, prepared, data, task=None)
+        result = {"kind": kind, "data": value, "warnings": warnings, "attempts": reply.attempts,
+                  **{name: base[name] for name in _RESULT_FIELDS}, "schema_hash": target.schema_hash}
+        provenance = getattr(reply.completion, "provenance", None)  # the local engine says where it read each value
+        return {**result, "provenance": provenance} if provenance else result
+
+    result = await analyzer.cached(key, compute)
+    return {**result, "latency_ms": round((time.perf_counter() - started) * 1000)}
+
+
+def read_file(path: str) -> bytes:
+    """A file's bytes for the CLI; an unreadable path is the caller's input error (exit 2)."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def load_schema_file(path: str) -> dict[str, Any]:
+    try:
+        document = json.loads(read_file(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidParameter("schema", f"{path} is not JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise InvalidParameter("schema", f"{path} must hold a JSON object")
+    return document
+
+
+async def _cli_extract(args: argparse.Namespace) -> int:
+    from shared.analysis import build_analyzer
+    from shared.config import load_settings
+
+    if args.kind == "schema" and not args.schema:
+        raise InvalidParameter("schema", "--schema FILE is required for 'extract schema'")
+    schema = load_schema_file(args.schema) if args.schema else None
+    data = read_file(args.image)
+    analyzer = build_analyzer(load_settings())
+    try:
+        result = await extract(analyzer, data, args.kind, schema=schema, prompt=args.prompt, detail=args.detail,
+                               max_tokens=parse_max_tokens(args.max_tokens))
+    except ExtractionFailed as exc:
+        print("validation errors:\n" + "\n".join(f"  {e}" for e in exc.errors), file=sys.stderr)
+        print(f"raw reply:\n{exc.raw_reply}", file=sys.stderr)
+        raise
+    finally:
+        await analyzer.aclose()
+    print(json.dumps(result if args.json else result["data"], indent=2, ensure_ascii=False))
+    if not args.json:
+        for warning in result["warnings"]:
+            print(f"warning: {warning['code']} ({warning['field']}): {warning['message']}", file=sys.stderr)
+    return 0
+
+
+def add_extract_parser(commands: Any) -> None:
+    """Register ``extract invoice|table|schema IMAGE``; the handler is async and returns the exit code."""
+    parser = commands.add_parser(
+        "extract", help="extract an invoice, a table or any JSON Schema from an image, as validated JSON",
+        description="Prints the data as JSON on stdout and warnings on stderr (--json: the whole result).",
+        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("kind", choices=KINDS, help="what to extract")
+    parser.add_argument("image", help="path of the image file")
+    parser.add_argument("--schema", help="JSON Schema file (required for 'schema')")
+    parser.add_argument("--prompt", help="instructions instead of the default for the kind")
+    parser.add_argument("--detail", choices=DETAILS, help="image detail [high]")
+    parser.add_argument("--max-tokens", help=f"upper bound of the answer in tokens [{EXTRACTION_MAX_TOKENS}]")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(handler=_cli_extract)
