@@ -20,7 +20,8 @@ Pages (generated in memory, no files written):
 
 Each row: one warm-up, then the median (and min/max) of ``--repeat`` runs. "Engine load" is measured
 first, in this fresh process: importing ``rapidocr_onnxruntime`` (numpy, OpenCV, ONNX Runtime) and
-building the three ONNX sessions.
+building the three ONNX sessions. Peak RSS (Linux VmHWM) is printed last: OCR of a full page is
+memory-hungry (detection runs at page resolution), which matters on a 1.5 GB Consumption instance.
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ def main() -> None:
     started = time.perf_counter()
     local_engine.get_engine()
     built = time.perf_counter() - started
+    built_rss = peak_rss_mib()
 
     a4 = text_page(1240, 1754, 26)
     a4_300 = prepare_image(png(text_page(2480, 3508, 52)), "high")
@@ -147,6 +149,16 @@ def main() -> None:
         lines = len(result) if isinstance(result, list) else "-"
         print(f"| {name} | {size} | **{statistics.median(times):.2f}** | {min(times):.2f} | {max(times):.2f} "
               f"| {lines} | {args.repeat} |", flush=True)
+    print(f"\nPeak RSS of this process: {peak_rss_mib()} (after the engine was built: {built_rss})")
+
+
+def peak_rss_mib() -> str:
+    """VmHWM (peak resident set, C allocations included) on Linux; "n/a" elsewhere."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        return "n/a"
+    return f"{int(status.split('VmHWM:')[1].split()[0]) / 1024:.0f} MiB"
 
 
 def cv_version() -> str:

@@ -80,6 +80,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VISION_INPUT_CONTAINER", "images", "Container the blob pipeline watches"),
     Setting("VISION_RESULTS_CONTAINER", "results", "Container receiving <same path>.json results"),
     Setting("VISION_QUARANTINE_CONTAINER", "quarantine", "Container receiving copies of refused images"),
+    Setting("VISION_SCHEMAS_CONTAINER", "schemas",
+            "Container of JSON Schemas that blob metadata 'schema' points to (extraction in the blob flow)"),
     Setting("VISION_BLOB_SOURCE", "EventGrid",
             "Blob trigger source: EventGrid (Flex Consumption) or LogsAndContainerScan"),
     Setting("VISION_MAX_ATTEMPTS", "5",
@@ -163,6 +165,7 @@ class Settings:
     input_container: str = "images"
     results_container: str = "results"
     quarantine_container: str = "quarantine"
+    schemas_container: str = "schemas"
     blob_source: str = "EventGrid"
     max_attempts: int = 5
     claim_seconds: int = 600
@@ -228,10 +231,11 @@ class Settings:
             raise ConfigError("VISION_BLOB_SOURCE", f"must be one of {', '.join(BLOB_SOURCES)}; got {blob_source!r}")
         containers = {}
         for name, default in (("VISION_INPUT_CONTAINER", "images"), ("VISION_RESULTS_CONTAINER", "results"),
-                              ("VISION_QUARANTINE_CONTAINER", "quarantine")):
+                              ("VISION_QUARANTINE_CONTAINER", "quarantine"), ("VISION_SCHEMAS_CONTAINER", "schemas")):
             containers[name] = _container(name, get(name) or default)
         if len(set(containers.values())) != len(containers):
-            raise ConfigError("VISION_RESULTS_CONTAINER", "input, results and quarantine containers must differ")
+            raise ConfigError("VISION_RESULTS_CONTAINER",
+                              "input, results, quarantine and schema containers must differ")
         blob_uri = get("VISION_IMAGES_STORAGE__blobServiceUri")
         if blob_uri:
             blob_uri = _url("VISION_IMAGES_STORAGE__blobServiceUri", blob_uri)
@@ -246,6 +250,7 @@ class Settings:
             input_container=containers["VISION_INPUT_CONTAINER"],
             results_container=containers["VISION_RESULTS_CONTAINER"],
             quarantine_container=containers["VISION_QUARANTINE_CONTAINER"],
+            schemas_container=containers["VISION_SCHEMAS_CONTAINER"],
             blob_source=blob_source,
             max_attempts=_positive_int("VISION_MAX_ATTEMPTS", get("VISION_MAX_ATTEMPTS") or "5"),
             claim_seconds=_positive_int("VISION_CLAIM_SECONDS", get("VISION_CLAIM_SECONDS") or "600"),

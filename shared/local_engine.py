@@ -483,15 +483,17 @@ def _label(pattern: str) -> re.Pattern[str]:
 
 LABELS = {
     "invoice_number": _label(r"(?:invoice|inv|bill)\.?\s*(?:no\b\.?|number|num\b|nr\b|#)|invoice\s*#"),
-    "invoice_date": _label(r"invoice\s*date|date\s*of\s*issue|issue\s*date|date\s*issued|date(?!\s*due)"),
+    "invoice_date": _label(r"invoice\s*date|date\s*of\s*issue|issue\s*date|date\s*issued"
+                           r"|date(?!\s*(?:due|of\s*(?:delivery|supply|service|birth)))"),
     "due_date": _label(r"due\s*date|payment\s*due|date\s*due|due\s*by|pay\s*by|due"),
     "subtotal": _label(r"sub\s*-?\s*total|net\s*(?:total|amount)|total\s*(?:net|excl\w*)"),
     "tax": _label(r"(?:total\s*)?(?:vat|tax|gst|hst|sales\s*tax)(?!\s*(?:id|no\b|number|reg|#))"),
     "total": _label(r"grand\s*total|total\s*amount|total(?!\s*(?:tax|vat|net|excl|due))"),
     "amount_due": _label(r"amount\s*due|balance\s*due|total\s*due|amount\s*payable"),
     "tax_id": _label(r"vat\s*(?:no\b\.?|number|reg\w*(?:\s*no\b\.?)?|id)|tax\s*(?:id|no\b\.?|number)|tin|ein|abn"),
-    "vendor": _label(r"from|vendor|seller|supplier|sold\s*by|bill\s*from"),
-    "customer": _label(r"bill(?:ed)?\s*to|invoice\s*to|customer|client|sold\s*to"),
+    # A colon is required after the common words, or "From 1 March" and "Customer No: 12" would be names.
+    "vendor": _label(r"(?:from|vendor|seller|supplier)\s*:|sold\s*by|bill\s*from"),
+    "customer": _label(r"bill(?:ed)?\s*to|invoice\s*to|sold\s*to|(?:customer|client)\s*:"),
 }
 _ITEM_FIELDS = (("unit_price", r"unit\s*price|price|rate|unit\s*cost|each"),
                 ("quantity", r"qty|quantity|units?|hours|hrs"), ("total", r"(?:line\s*)?total|amount|sum"),
@@ -572,8 +574,10 @@ def invoice_from_boxes(boxes: list[TextBox]) -> tuple[dict[str, Any], dict[str, 
     """Invoice fields found in the OCR boxes (None where not found reliably) and their provenance.
 
     Provenance maps a field path (``total``, ``vendor.name``, ``line_items[0].total``) to the box the
-    value was read from. The vendor's name is the labelled one (From, Vendor, Seller...) or else the
-    tallest text at the top of the page, if clearly larger than the body text and not "Invoice".
+    value was read from. The vendor's name is the labelled one (From:, Vendor:, Sold by...) or else a
+    heading in the first two lines: larger than the median text (x1.15), letters only, not a label and
+    not "Invoice". Amounts take the last labelled value on the page (totals come last), other fields
+    the first; labels inside the line-item table (its "Total" header) are ignored.
     """
     lines = group_lines(boxes)
     items, provenance, table = _line_items(lines)

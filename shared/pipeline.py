@@ -44,7 +44,14 @@ from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, C
 
 from shared.analysis import AnalysisOptions, Analyzer
 from shared.config import DEFAULT_PROMPT, Settings
-from shared.errors import ContentFiltered, InputError, InvalidParameter, PayloadTooLarge, VisionError
+from shared.errors import (
+    ContentFiltered,
+    InputError,
+    InvalidParameter,
+    PayloadTooLarge,
+    VisionError,
+)
+from shared.extraction import ExtractionFailed, extract
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +69,8 @@ PREFIX_TASKS: dict[str, tuple[str, str]] = {
     "summary": ("quick_summary", "Summarise this image in one or two sentences."),
 }
 DEFAULT_TASK = ("describe", DEFAULT_PROMPT)
+#: First path segment -> structured extraction kind (see :mod:`shared.extraction`).
+PREFIX_EXTRACTIONS = {"invoices": "invoice", "tables": "table", "extract": "schema"}
 TASK_PROMPTS = {task: prompt for task, prompt in PREFIX_TASKS.values()}
 
 
@@ -81,6 +90,10 @@ class BlobJob:
 
     task: str
     options: AnalysisOptions
+    #: None for a plain analysis, else the extraction kind: invoice, table or schema.
+    extraction: str | None = None
+    #: Blob name of the JSON Schema in the schemas container (kind ``schema``).
+    schema_blob: str | None = None
 
 
 @dataclass
@@ -105,6 +118,13 @@ def plan_job(name: str, metadata: dict[str, str] | None) -> BlobJob:
     """
     meta = {key.lower(): value for key, value in (metadata or {}).items()}
     prefix = name.split("/", 1)[0].lower() if "/" in name else ""
+    extraction = "schema" if meta.get("schema") else PREFIX_EXTRACTIONS.get(prefix)
+    if extraction is not None:
+        if extraction == "schema" and not meta.get("schema"):
+            raise InvalidParameter("schema", "blobs under extract/ need a 'schema' metadata value naming a schema blob")
+        prompt = unquote(meta["prompt"]) if meta.get("prompt") else ""
+        return BlobJob(task=extraction, options=AnalysisOptions(prompt=prompt, detail=meta.get("detail") or None),
+                       extraction=extraction, schema_blob=unquote(meta["schema"]) if meta.get("schema") else None)
     task, prompt = PREFIX_TASKS.get(prefix, DEFAULT_TASK)
     if meta.get("task"):
         task = meta["task"].strip().lower()
@@ -164,6 +184,7 @@ class BlobPipeline:
         self.inputs: ContainerClient = blob_service.get_container_client(settings.input_container)
         self.results: ContainerClient = blob_service.get_container_client(settings.results_container)
         self.quarantine: ContainerClient = blob_service.get_container_client(settings.quarantine_container)
+        self.schemas: ContainerClient = blob_service.get_container_client(settings.schemas_container)
         self._clock = clock
         self._containers_ready = False
         # Claims this process holds (result name -> claim ETag): a retry in this process
@@ -227,8 +248,8 @@ class BlobPipeline:
             data = await asyncio.to_thread(self._download, blob, properties.etag)
             if data is None:
                 return Outcome(name, "skipped", "the blob changed while being processed", target.blob_name)
-            result = await self.analyzer.analyze(data, job.options)
-        except (InputError, ContentFiltered) as exc:
+            result = await self._run(job, data)
+        except (InputError, ContentFiltered, ExtractionFailed) as exc:
             return await self._terminal(blob, target, claim, source, job, exc)
         except (VisionError, AzureError, OSError) as exc:
             return await self._transient(target, claim, source, job, exc)
@@ -247,6 +268,30 @@ class BlobPipeline:
         }
         await self._write_final(target, claim, document)
         return Outcome(name, "succeeded", None, target.blob_name, document)
+
+    async def _run(self, job: BlobJob, data: bytes) -> dict[str, Any]:
+        """The same service functions the HTTP routes call: analysis, or structured extraction."""
+        if job.extraction is None:
+            return await self.analyzer.analyze(data, job.options)
+        schema = await asyncio.to_thread(self._load_schema, job.schema_blob) if job.schema_blob else None
+        return await extract(self.analyzer, data, job.extraction, schema=schema, prompt=job.options.prompt or None,
+                             detail=job.options.detail)
+
+    def _load_schema(self, name: str) -> dict[str, Any]:
+        """A JSON Schema kept as a blob of the schemas container; a missing or bad one is the uploader's error."""
+        try:
+            raw = self.schemas.get_blob_client(name).download_blob().readall()
+        except ResourceNotFoundError:
+            raise InvalidParameter(
+                "schema", f"no schema blob {name!r} in container {self.schemas.container_name!r}"
+            ) from None
+        try:
+            schema = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidParameter("schema", f"schema blob {name!r} is not valid JSON") from None
+        if not isinstance(schema, dict):
+            raise InvalidParameter("schema", f"schema blob {name!r} must hold a JSON object")
+        return schema
 
     # -- claims ---------------------------------------------------------------------------
 

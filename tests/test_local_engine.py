@@ -271,6 +271,19 @@ def test_table_from_synthetic_boxes_merges_split_cells_and_skips_captions():
     assert le.table_from_boxes([]) == {"columns": [], "rows": []}
 
 
+def test_invoice_from_synthetic_boxes_avoids_look_alike_labels():
+    boxes = [box("INVOICE", 0, 0, height=60), box("Customer No: 12345", 0, 100, width=300),
+             box("Date of delivery: 03/01/2024", 0, 150, width=400), box("Issue date: 03/15/2024", 0, 200, width=400),
+             box("Due date", 0, 250), box("04/02/2024", 300, 250),
+             box("Amount due", 0, 300), box("$1,080.00", 300, 300)]
+    data, provenance = le.invoice_from_boxes(boxes)
+    assert data["customer"] == {"name": None, "address": None} and data["vendor"]["name"] is None
+    # 03/15/2024 shows the page writes month first, so 04/02/2024 is April 2.
+    assert (data["invoice_date"], data["due_date"]) == ("2024-03-15", "2024-04-02")
+    assert (data["total"], data["currency"], data["line_items"]) == (1080.0, None, [])
+    assert provenance["total"]["text"] == "$1,080.00" and "currency" not in provenance
+
+
 def test_fill_schema_matches_labels_and_coerces():
     boxes = [box("Invoice No.: A-17", 0, 0, width=300), box("Order date: 15 Mar 2024", 0, 50, width=300),
              box("Amount", 0, 100), box("1,250.00", 200, 100), box("Paid: yes", 0, 150, width=200),

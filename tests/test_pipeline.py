@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
 from shared.analysis import build_analyzer
+from shared.errors import InvalidParameter
 from shared.pipeline import BlobPipeline, TransientFailure, plan_job, result_name
 from shared.services import Services
 from tests.aoai_double import Reply
@@ -29,6 +31,7 @@ def containers() -> dict[str, str]:
         "VISION_INPUT_CONTAINER": f"in-{tag}",
         "VISION_RESULTS_CONTAINER": f"out-{tag}",
         "VISION_QUARANTINE_CONTAINER": f"bad-{tag}",
+        "VISION_SCHEMAS_CONTAINER": f"schemas-{tag}",
     }
 
 
@@ -308,3 +311,61 @@ def test_build_pipeline_reads_the_images_connection(make_settings, storage_conne
     assert pipeline.blob_service.account_name == "devstoreaccount1"
     analyzer = build_analyzer(settings)
     assert analyzer.cache is None  # the cache needs AzureWebJobsStorage, the pipeline does not
+
+
+# -- structured extraction in the blob flow ------------------------------------------------
+
+EXTRACTION = Path(__file__).parent / "fixtures" / "extraction"
+
+
+def test_prefixes_and_metadata_pick_extractions():
+    assert plan_job("invoices/march.png", {}).extraction == "invoice"
+    assert plan_job("tables/t.png", {}).extraction == "table"
+    job = plan_job("anything/r.png", {"schema": "receipt.schema.json"})
+    assert (job.extraction, job.schema_blob) == ("schema", "receipt.schema.json")
+    with pytest.raises(InvalidParameter):
+        plan_job("extract/r.png", {})
+    assert plan_job("ocr/x.png", {}).extraction is None
+
+
+async def test_invoices_prefix_runs_the_invoice_extraction(env, aoai):
+    pipeline = env.pipeline
+    upload(pipeline, "invoices/march.png", distinct_png(20))
+    aoai.enqueue(Reply.ok((EXTRACTION / "invoice.json").read_text()))
+    outcome = await pipeline.handle(pipeline.blob_client("invoices/march.png"))
+    assert outcome.status == "succeeded", outcome.reason
+    document = pipeline.read_result("invoices/march.png")
+    assert document["task"] == "invoice" and document["kind"] == "invoice"
+    assert document["data"]["total"] == 309.36
+    assert document["warnings"] == []
+    body = aoai.requests[0].body
+    assert body["response_format"]["type"] == "json_schema"
+    assert body["response_format"]["json_schema"]["strict"] is True
+
+
+async def test_schema_metadata_points_to_a_schema_blob(env, aoai):
+    pipeline = env.pipeline
+    pipeline.schemas.create_container()
+    pipeline.schemas.upload_blob("receipt.schema.json", (EXTRACTION / "receipt.schema.json").read_bytes())
+    upload(pipeline, "receipts/r1.png", distinct_png(21), schema="receipt.schema.json")
+    reply = {"merchant": "Corner Shop", "date": "2024-05-01", "store_code": "ABC-1234",
+             "items": [{"name": "Tea", "price": 2.5}], "payment": "card", "total": 2.5}
+    aoai.enqueue(Reply.ok(json.dumps(reply)))
+    outcome = await pipeline.handle(pipeline.blob_client("receipts/r1.png"))
+    assert outcome.status == "succeeded", outcome.reason
+    assert pipeline.read_result("receipts/r1.png")["data"]["merchant"] == "Corner Shop"
+    upload(pipeline, "receipts/r2.png", distinct_png(22), schema="missing.json")
+    outcome = await pipeline.handle(pipeline.blob_client("receipts/r2.png"))
+    assert outcome.status == "failed" and "missing.json" in outcome.reason
+    assert len(aoai.requests) == 1
+
+
+async def test_extraction_that_stays_invalid_is_recorded_not_retried(env, aoai):
+    pipeline = env.pipeline
+    upload(pipeline, "invoices/bad.png", distinct_png(23))
+    aoai.enqueue(Reply.ok("not json at all"), Reply.ok("still not json"))
+    outcome = await pipeline.handle(pipeline.blob_client("invoices/bad.png"))
+    assert outcome.status == "failed"
+    document = pipeline.read_result("invoices/bad.png")
+    assert document["error"]["type"] == "/problems/extraction-failed"
+    assert len(aoai.requests) == 2  # the one re-ask, then recorded
