@@ -15,12 +15,21 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.cache import AnswerCache, cache_key
 from shared.config import DEFAULT_PROMPT, Settings
-from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedImage
+from shared.errors import (
+    InvalidParameter,
+    ModelError,
+    ModelNotConfigured,
+    ModelThrottled,
+    ModelUnavailable,
+    NotSupported,
+    PayloadTooLarge,
+    UnsupportedImage,
+)
 from shared.imaging import PreparedImage, image_size, prepare_image, select_detail_level
 from shared.providers import Completion, Provider, Usage, VisionRequest
 from shared.tokens import estimate_cost, get_model_spec, load_model_overrides
@@ -85,31 +94,58 @@ class Analyzer:
     (cache read, single-flight, cache write) and :meth:`prepare`.
     """
 
-    def __init__(self, settings: Settings, provider: Provider, cache: AnswerCache | None) -> None:
+    def __init__(self, settings: Settings, provider: Provider, cache: AnswerCache | None,
+                 fallback: Provider | None = None) -> None:
         self.settings = settings
         self.provider = provider
         self.cache = cache
+        #: Answers (marked ``degraded``) when the model service is unreachable after its retries.
+        self.fallback = fallback
         self.model_overrides = load_model_overrides(settings.model_table_json) if settings.model_table_json else None
         self._in_flight: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
-    async def analyze(self, data: bytes, options: AnalysisOptions) -> dict[str, Any]:
-        """The analysis result dict (see README, "POST /api/analyze"); raises :mod:`shared.errors`."""
+    async def analyze(self, data: bytes, options: AnalysisOptions, *, allow_fallback: bool | None = None
+                      ) -> dict[str, Any]:
+        """The analysis result dict (see README, "POST /api/analyze"); raises :mod:`shared.errors`.
+
+        ``allow_fallback`` (default: ``VISION_LOCAL_FALLBACK=all``) lets the local engine answer,
+        marked ``degraded`` and never cached, when the model service is down after its retries.
+        """
         started = time.perf_counter()
         options = validate_options(options, self.settings)
         self.check_upload(data)
         key = self.key_for(data, options)
+        if allow_fallback is None:
+            allow_fallback = self.settings.local_fallback == "all"
 
         async def compute() -> dict[str, Any]:
             prepared = await self.prepare(data, options.detail, options.task)
             assert options.max_tokens is not None
-            completion = await self.provider.complete(
-                VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens,
-                              task=options.task)
-            )
+            request = VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens,
+                                    task=options.task)
+            try:
+                completion = await self.provider.complete(request)
+            except (ModelUnavailable, ModelThrottled) as exc:
+                if not (allow_fallback and self.fallback is not None):
+                    raise
+                return await self._degraded(data, options, request, exc)
             return self.build_result(completion, prepared, data, task=options.task)
 
         result = await self.cached(key, compute)
         return {**result, "latency_ms": _elapsed_ms(started)}
+
+    async def _degraded(self, data: bytes, options: AnalysisOptions, request: VisionRequest,
+                        cause: ModelError) -> dict[str, Any]:
+        """The local engine's answer in place of the unreachable model, or the original error."""
+        assert self.fallback is not None
+        prepared = await self.prepare(data, options.detail, options.task, provider=self.fallback)
+        try:
+            completion = await self.fallback.complete(replace(request, images=(prepared,)))
+        except (NotSupported, ModelNotConfigured):
+            raise cause from None  # the engine cannot stand in for this request: the outage is the answer
+        log.warning("model service unavailable (%s): answered by the local engine, marked degraded", cause.detail)
+        result = self.build_result(completion, prepared, data, task=options.task)
+        return {**result, "provider": self.fallback.name, "degraded": True, "degraded_reason": cause.detail}
 
     def check_upload(self, data: bytes) -> None:
         """Refuse empty and over-limit uploads before any work."""
@@ -126,7 +162,8 @@ class Analyzer:
             prompt=options.prompt,
             detail=options.detail or "",
             max_tokens=options.max_tokens,
-            extra={"task": options.task or "", "provider": self.provider.name, **extra},
+            extra={"task": options.task or "", "provider": self.provider.name,
+                   "engine": str(getattr(self.provider, "model", "")), **extra},
         )
 
     async def cached(self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -153,11 +190,19 @@ class Analyzer:
             future.set_result(result)
         finally:
             self._in_flight.pop(key, None)
-        await self._cache_put(key, result)
+        if not result.get("degraded"):  # a stand-in answer must not stick once the model is back
+            await self._cache_put(key, result)
         return result
 
-    async def prepare(self, data: bytes, detail: str | None, task: str | None) -> PreparedImage:
-        """Sniff, check and prepare one image off the event loop; detail chosen from task and size if None."""
+    async def prepare(self, data: bytes, detail: str | None, task: str | None, *,
+                      provider: Provider | None = None) -> PreparedImage:
+        """Sniff, check and prepare one image off the event loop; detail chosen from task and size if None.
+
+        A provider that bills nothing (the local engine) may ask for its own detail and JPEG quality.
+        """
+        provider = provider or self.provider
+        detail = getattr(provider, "preferred_detail", None) or detail
+        quality = getattr(provider, "preferred_jpeg_quality", None) or self.settings.jpeg_quality
         if detail is None:
             width, height, _ = image_size(data)
             detail = select_detail_level(task, width, height)
@@ -167,7 +212,7 @@ class Analyzer:
             detail,
             model=self.settings.estimation_model,
             max_pixels=self.settings.max_image_pixels,
-            jpeg_quality=self.settings.jpeg_quality,
+            jpeg_quality=quality,
             model_overrides=self.model_overrides,
         )
 
@@ -234,4 +279,9 @@ def build_analyzer(settings: Settings, *, http_client: Any = None) -> Analyzer:
     from shared.providers import build_provider
 
     cache = AnswerCache.from_settings(settings) if settings.cache_enabled else None
-    return Analyzer(settings, build_provider(settings, http_client=http_client), cache)
+    fallback = None
+    if settings.local_fallback != "off" and settings.model_provider is not None:
+        from shared.local_provider import LocalProvider
+
+        fallback = LocalProvider()
+    return Analyzer(settings, build_provider(settings, http_client=http_client), cache, fallback)

@@ -221,7 +221,8 @@ async def ask_structured(analyzer: Analyzer, request: VisionRequest, check: Chec
         value, errors = parse_reply(completion, current.max_tokens, check)
         if not errors:
             return StructuredReply(value, replace(completion, usage=spent), attempt)
-        if attempt == 2:
+        if attempt == 2 or getattr(analyzer.provider, "deterministic", False):
+            # A deterministic provider (the local engine) would only repeat itself: no re-ask.
             raise ExtractionFailed(raw_reply=completion.text, errors=errors, attempts=attempt, usage=spent)
         max_tokens = request.max_tokens
         if completion.finish_reason == "length":

@@ -13,7 +13,13 @@ Decisions, and why:
   Calls are serialised by a lock: ONNX Runtime already spreads one call over every core, so concurrent
   calls would only oversubscribe the CPU and multiply memory.
 * **Detection threshold 0.3** (library default 0.5): on the corpus's scanned page the default drops two
-  of seven lines; recognition still filters at score 0.5, so the extra candidates cost no false text.
+  of seven lines; recognition still filters at score 0.5, and on the corpus's photos the lower
+  threshold finds no extra text.
+* **Memory**: one full page peaks at ~650-770 MiB (mostly detection); see ``benchmarks/README.md``.
+* **Spaces**: the PP-OCRv4 recogniser (trained mostly on Chinese) often runs English words together
+  ("VATNo:GB123"), more so on JPEG-compressed input; re-spacing from character positions split words
+  ("sm all") as often as it fixed them, so the text is kept as recognised and every label pattern
+  here accepts missing spaces.
 * **Geometry, not language**: lines are boxes that overlap vertically; table columns are the x-ranges
   that the cells of multi-cell lines cover (vertical gutters separate them); labels are matched by
   patterns and their values are read on the same line to the right, or directly below.
@@ -29,6 +35,7 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import colorsys
 import difflib
 import io
 import re
@@ -141,7 +148,7 @@ def load_image(image: bytes | Image.Image) -> Image.Image:
 
 def ocr(image: bytes | Image.Image) -> list[TextBox]:
     """Every text box RapidOCR recognises (score >= 0.5), in the engine's rough top-left order."""
-    import numpy as np
+    import numpy as np  # with the engine's dependencies: image facts and the parsers work without them
 
     rgb = load_image(image)
     # RapidOCR takes a numpy array as an OpenCV image, i.e. BGR: reverse the channels.
@@ -190,13 +197,11 @@ def reading_order(boxes: list[TextBox]) -> list[str]:
 _EXIF_TAGS = {0x0112: "orientation", 0x010F: "make", 0x0110: "model", 0x0132: "datetime"}
 _EXIF_IFD, _DATETIME_ORIGINAL = 0x8769, 0x9003
 _HUES = ((15, "red"), (40, "orange"), (70, "yellow"), (165, "green"), (195, "cyan"), (255, "blue"),
-         (290, "purple"), (335, "pink"), (360, "red"))
+         (290, "purple"), (335, "pink"), (361, "red"))
 
 
 def colour_name(rgb: tuple[int, int, int]) -> str:
     """A rough English name: greys by lightness, otherwise a hue bucket, 'dark'/'light' when far off."""
-    import colorsys
-
     hue, lightness, saturation = colorsys.rgb_to_hls(*(c / 255 for c in rgb))
     if saturation < 0.15 or lightness < 0.08 or lightness > 0.95:
         for limit, name in ((0.12, "black"), (0.35, "dark grey"), (0.65, "grey"), (0.9, "light grey")):

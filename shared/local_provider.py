@@ -75,6 +75,11 @@ class LocalProvider(Provider):
 
     name = "local"
     max_images_per_request = 1
+    #: The same image gives the same answer: re-asking is pointless (see shared.extraction).
+    deterministic = True
+    #: Nothing is billed, so it gets the sharpest image the detail levels allow.
+    preferred_detail = "high"
+    preferred_jpeg_quality = 95
 
     @property
     def model(self) -> str:

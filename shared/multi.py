@@ -39,7 +39,7 @@ from pydantic import BaseModel, Field
 
 from shared.analysis import DETAILS, AnalysisOptions, Analyzer, image_info, parse_max_tokens, validate_options
 from shared.config import DEFAULT_PROMPT, MB, settings_help
-from shared.errors import InvalidParameter, PayloadTooLarge, VisionError
+from shared.errors import InvalidParameter, NotSupported, PayloadTooLarge, VisionError
 from shared.extraction import ask_structured, default_max_tokens, model_format, pydantic_check, read_file
 from shared.imaging import DETAIL_MAX_SIDE, PreparedImage, image_size, select_detail_level, target_size
 from shared.providers import Usage, VisionRequest
@@ -101,6 +101,10 @@ def check_images(analyzer: Analyzer, images: list[bytes], *, one_request: bool =
     most, total_limit, _ = limits(analyzer)
     setting = "VISION_MAX_IMAGES"
     provider_most = getattr(analyzer.provider, "max_images_per_request", most)
+    if one_request and provider_most < 2:
+        raise NotSupported(f"comparing images needs a language model; the {analyzer.provider.name} provider "
+                           "takes one image at a time: set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT, "
+                           "or OPENAI_BASE_URL and OPENAI_MODEL")
     if one_request and provider_most < most:
         most, setting = provider_most, f"the {analyzer.provider.name} provider's limit per request"
     if len(images) < 2:

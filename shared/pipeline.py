@@ -248,7 +248,7 @@ class BlobPipeline:
             data = await asyncio.to_thread(self._download, blob, properties.etag)
             if data is None:
                 return Outcome(name, "skipped", "the blob changed while being processed", target.blob_name)
-            result = await self._run(job, data)
+            result = await self._run(job, data, last_attempt=claim.attempts >= self.settings.max_attempts)
         except (InputError, ContentFiltered, ExtractionFailed) as exc:
             return await self._terminal(blob, target, claim, source, job, exc)
         except (VisionError, AzureError, OSError) as exc:
@@ -269,10 +269,15 @@ class BlobPipeline:
         await self._write_final(target, claim, document)
         return Outcome(name, "succeeded", None, target.blob_name, document)
 
-    async def _run(self, job: BlobJob, data: bytes) -> dict[str, Any]:
-        """The same service functions the HTTP routes call: analysis, or structured extraction."""
+    async def _run(self, job: BlobJob, data: bytes, *, last_attempt: bool) -> dict[str, Any]:
+        """The same service functions the HTTP routes call: analysis, or structured extraction.
+
+        On the last attempt the local engine may stand in for an unreachable model
+        (``VISION_LOCAL_FALLBACK`` pipeline or all): OCR text marked ``degraded`` beats nothing.
+        """
         if job.extraction is None:
-            return await self.analyzer.analyze(data, job.options)
+            allow = last_attempt and self.settings.local_fallback != "off"
+            return await self.analyzer.analyze(data, job.options, allow_fallback=allow)
         schema = await asyncio.to_thread(self._load_schema, job.schema_blob) if job.schema_blob else None
         return await extract(self.analyzer, data, job.extraction, schema=schema, prompt=job.options.prompt or None,
                              detail=job.options.detail)

@@ -331,4 +331,8 @@ def build_provider(settings: Settings, *, http_client: Any = None) -> Provider:
             **common,
         )
         return OpenAIChatProvider(client, model=settings.openai_model)
+    if settings.uses_local_engine:
+        from shared.local_provider import LocalProvider
+
+        return LocalProvider()
     return UnconfiguredProvider()

@@ -230,7 +230,7 @@ async def test_completion_content_filter_is_422(make_settings, make_client, aoai
 async def test_no_model_configured_is_503_naming_the_settings(make_client, png_bytes):
     from shared.config import Settings
 
-    client = await make_client(Settings.from_mapping({"VISION_CACHE_ENABLED": "false"}))
+    client = await make_client(Settings.from_mapping({"VISION_CACHE_ENABLED": "false", "VISION_PROVIDER": "none"}))
     response = await client.post("/api/analyze", content=png_bytes)
     body = assert_problem(response, 503, "/problems/model-not-configured")
     assert "AZURE_OPENAI_ENDPOINT" in body["detail"] and "OPENAI_BASE_URL" in body["detail"]

@@ -305,7 +305,7 @@ async def test_producer_streams_through_a_bounded_queue(analyzer, aoai, tmp_path
 
 
 async def test_missing_model_configuration_stops_the_run(make_settings, folder, tmp_path):
-    analyzer = build_analyzer(make_settings(AZURE_OPENAI_ENDPOINT=""))
+    analyzer = build_analyzer(make_settings(AZURE_OPENAI_ENDPOINT="", VISION_PROVIDER="none"))
     out = tmp_path / "out.jsonl"
     try:
         with pytest.raises(ModelNotConfigured):

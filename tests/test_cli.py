@@ -74,6 +74,7 @@ def test_exit_codes(corpus, tmp_path, monkeypatch, capsys):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VISION_CACHE_ENABLED", "false")
+    monkeypatch.setenv("VISION_PROVIDER", "none")
     assert main(["analyze", str(corpus / "chelsea.png")]) == EXIT_MODEL
     assert "AZURE_OPENAI_ENDPOINT" in capsys.readouterr().err
     assert main(["prepare", str(tmp_path / "missing.png")]) == EXIT_INPUT

@@ -237,7 +237,7 @@ async def test_transient_failure_raises_then_recovers(env, aoai):
 
 async def test_after_the_last_attempt_the_failure_is_recorded(env, aoai):
     pipeline = env.pipeline
-    pipeline.settings = env.settings.replace(max_attempts=2)
+    pipeline.settings = env.settings.replace(max_attempts=2, local_fallback="off")
     upload(pipeline, "down.png", distinct_png(9))
     aoai.enqueue_many(Reply.throttled(retry_after_ms=1), times=2)
     with pytest.raises(TransientFailure):
