@@ -128,8 +128,8 @@ def _upload(args: argparse.Namespace) -> int:
 
     services = Services()
     for path in args.files:
-        if not Path(path).is_file():
-            raise InputError(f"cannot read {path}: not a file")
+        if not Path(path).exists():
+            raise InputError(f"cannot read {path}: no such file or folder")
     for name in upload_files(services.pipeline, args.files, prefix=args.prefix or ""):
         print(f"{services.settings.input_container}/{name}")
     return EXIT_OK
@@ -218,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         "upload", help="drop local images into the input container (Azurite locally)",
         epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    upload.add_argument("files", nargs="+", help="image files")
+    upload.add_argument("files", nargs="+", help="image files, or folders uploaded with their inner paths")
     upload.add_argument("--prefix", help="path prefix that picks the task, e.g. ocr/ or describe/")
     upload.set_defaults(handler=_upload)
 

@@ -124,14 +124,23 @@ async def watch(pipeline: BlobPipeline, *, interval: float, prefix: str | None =
 
 
 def upload_files(pipeline: BlobPipeline, paths: list[str], *, prefix: str = "") -> list[str]:
-    """Drop local files into the input container (the local stand-in for a user's upload)."""
+    """Drop local files into the input container (the local stand-in for a user's upload).
+
+    A folder is uploaded whole, its files named by their path inside it, so ``samples/`` with
+    ``ocr/page.png`` and ``invoices/invoice.png`` lands on the prefixes that pick their tasks.
+    """
     from pathlib import Path
 
     pipeline.ensure_containers()
     names = []
-    for path in paths:
-        name = f"{prefix.strip('/')}/{Path(path).name}" if prefix.strip("/") else Path(path).name
-        with open(path, "rb") as stream:
-            pipeline.inputs.get_blob_client(name).upload_blob(stream, overwrite=True)
-        names.append(name)
+    for given in map(Path, paths):
+        files = [(given.name, given)] if given.is_file() else [
+            (path.relative_to(given).as_posix(), path)
+            for path in sorted(given.rglob("*")) if path.is_file() and not path.name.startswith(".")
+        ]
+        for relative, path in files:
+            name = f"{prefix.strip('/')}/{relative}" if prefix.strip("/") else relative
+            with path.open("rb") as stream:
+                pipeline.inputs.get_blob_client(name).upload_blob(stream, overwrite=True)
+            names.append(name)
     return names

@@ -83,3 +83,55 @@ def test_scripts_dev_serves_analyze_with_the_cache_on_azurite(aoai, corpus, tmp_
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
+
+
+@pytest.mark.timeout(180)
+def test_quickstart_without_any_cloud_account(tmp_path):
+    """README's quickstart: scripts/dev with no model settings, drop samples/ into Azurite, read results."""
+    port = free_port()
+    storage = Azurite()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_OPENAI", "OPENAI_", "VISION_"))}
+    env.pop("AzureWebJobsStorage", None)
+    env.update(PORT=str(port), AZURITE_BLOB_PORT=str(storage.blob_port), AZURITE_QUEUE_PORT=str(storage.queue_port),
+               AZURITE_TABLE_PORT=str(storage.table_port), AZURITE_LOCATION=str(tmp_path / "azurite"),
+               VISION_WATCH_INTERVAL_SECONDS="1")
+    process = subprocess.Popen([str(REPO / "scripts" / "dev")], env=env, cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, process.stdout.read().decode(errors="replace")
+            try:
+                if httpx.get(f"{base}/api/health", timeout=2).json()["model"]["provider"] == "local":
+                    break
+            except (httpx.TransportError, ValueError):
+                pass
+            assert time.monotonic() < deadline, "scripts/dev did not start"
+            time.sleep(0.3)
+        upload = subprocess.run(
+            [str(REPO / ".venv" / "bin" / "python"), "-m", "shared", "upload", str(REPO / "samples")],
+            env={**env, "AzureWebJobsStorage": storage.connection_string, "PYTHONPATH": str(REPO)},
+            cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        )
+        assert upload.returncode == 0, upload.stderr
+        names = sorted(line.split("/", 1)[1] for line in upload.stdout.split())
+        assert names == ["describe/chelsea.png", "invoices/invoice.png", "ocr/page.png"]
+        results = {}
+        deadline = time.monotonic() + 90
+        for name in names:
+            while (response := httpx.get(f"{base}/api/results/{name}", timeout=5)).status_code != 200:
+                assert time.monotonic() < deadline, (name, response.text)
+                time.sleep(0.5)
+            results[name] = response.json()
+        assert all(doc["status"] == "succeeded" and doc["provider"] == "local" for doc in results.values())
+        assert results["invoices/invoice.png"]["data"]["invoice_number"] == "INV-2024-0042"
+        assert results["ocr/page.png"]["analysis"].count("\n") >= 3
+        assert results["describe/chelsea.png"]["analysis"].startswith("Local analysis")
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=5)
