@@ -303,7 +303,7 @@ class AnswerCache:
 
                 credential = DefaultAzureCredential()
             return cls.from_endpoint(settings.table_service_uri, credential, **options)
-        logger.warning("answer cache off: neither AzureWebJobsStorage nor its __tableServiceUri is set")
+        logger.info("answer cache off: neither AzureWebJobsStorage nor its __tableServiceUri is set")
         return None
 
     def get(self, key: str) -> dict[str, Any] | None:
