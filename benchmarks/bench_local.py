@@ -1,4 +1,4 @@
-"""Benchmark the offline engine (``shared.local_engine``): engine load time and seconds per page.
+"""Benchmark the offline engine (``shared.local_engine``, ``shared.local_extract``): load time, seconds a page.
 
 Why: the ``local`` provider is what a fresh clone runs, and OCR is CPU-bound; these figures say what a
 request costs in latency on a given machine, and whether a Consumption-plan Function (1 vCPU per
@@ -43,7 +43,7 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared import local_engine  # noqa: E402
+from shared import local_engine, local_extract  # noqa: E402
 from shared.imaging import prepare_image  # noqa: E402
 from shared.local_provider import LocalProvider  # noqa: E402
 from shared.providers import VisionRequest  # noqa: E402
@@ -134,7 +134,7 @@ def main() -> None:
         ("A4 text page, 300 dpi, prepared (high)", f"{a4_300.width}x{a4_300.height}",
          lambda: local_engine.reading_order(local_engine.ocr(a4_300.data))),
         ("invoice + invoice_from_boxes", "1240x1100",
-         lambda: local_engine.invoice_from_boxes(local_engine.ocr(invoice))[0]),
+         lambda: local_extract.invoice_from_boxes(local_engine.ocr(invoice))[0]),
         ("corpus page.png", "384x191", lambda: local_engine.reading_order(local_engine.ocr(corpus))),
         ("provider, A4 150 dpi, task=ocr", f"{prepared_a4.width}x{prepared_a4.height}",
          lambda: asyncio.run(provider.complete(request)).text.splitlines()),

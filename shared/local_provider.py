@@ -1,7 +1,8 @@
 """The ``local`` provider: the offline engine behind the same interface as Azure OpenAI.
 
 Why: a fresh clone (no cloud account, no network) still analyses images: OCR, image facts, invoices,
-tables and simple schemas, all from :mod:`shared.local_engine`. It is not a language model and never
+tables and simple schemas, all from :mod:`shared.local_engine` (OCR, image facts) and
+:mod:`shared.local_extract` (invoices, tables, schemas). It is not a language model and never
 pretends to be one: replies say what was found and how (``provider: "local"``, model
 ``rapidocr-onnxruntime-<version>``, zero tokens), and anything that needs a model - a free-form
 question, comparing images, extraction without a recognised task - raises
@@ -16,7 +17,7 @@ What it answers, decided by ``request.task`` (the prompt is not read, only recog
   These three groups only with the default prompt or one of the blob pipeline's task prompts: any
   other prompt is a question the engine cannot answer.
 * with a ``response_format`` (structured extraction): ``invoice``, ``table`` or ``schema`` return the
-  JSON text of :func:`~shared.local_engine.invoice_from_boxes`, ``table_from_boxes`` (as
+  JSON text of :func:`~shared.local_extract.invoice_from_boxes`, ``table_from_boxes`` (as
   ``{"columns", "rows": [[cell, ...]]}``, the grid a model is asked for) or ``fill_schema_from_boxes``
   for the extraction layer to validate like any model reply; the boxes each value came from are on
   the returned :class:`LocalCompletion` as ``provenance`` (paths as in the final data: ``total``,
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from shared import local_engine
+from shared import local_engine, local_extract
 from shared.config import DEFAULT_PROMPT
 from shared.errors import ModelError, NotSupported, VisionError
 from shared.providers import Completion, Provider, Usage, VisionRequest
@@ -117,16 +118,16 @@ class LocalProvider(Provider):
         """JSON text for the extraction layer to validate, and the provenance of each value."""
         boxes = _ocr(request.images[0].data)
         if task == "invoice":
-            data, provenance = local_engine.invoice_from_boxes(boxes)
+            data, provenance = local_extract.invoice_from_boxes(boxes)
         elif task == "table":  # as a model writes it (shared.extraction.TableGrid): rows are lists of cells
-            table = local_engine.table_from_boxes(boxes)
+            table = local_extract.table_from_boxes(boxes)
             data = {"columns": table["columns"], "rows": [[row[c] for c in table["columns"]] for row in table["rows"]]}
-            provenance = local_engine.table_provenance(boxes)
+            provenance = local_extract.table_provenance(boxes)
         else:
             schema = ((request.response_format or {}).get("json_schema") or {}).get("schema")
             if not isinstance(schema, dict):
                 raise NotSupported(f"task 'schema' needs response_format.json_schema.schema; {ENABLE_A_MODEL}")
-            data, provenance = local_engine.fill_schema_from_boxes(schema, boxes)
+            data, provenance = local_extract.fill_schema_from_boxes(schema, boxes)
         return json.dumps(data, ensure_ascii=False), provenance
 
     def _answer(self, data: bytes, request: VisionRequest, task: str) -> str:
@@ -134,7 +135,7 @@ class LocalProvider(Provider):
         if task == "ocr":
             return "\n".join(local_engine.reading_order(boxes)) or "No text was found."
         if task == "table_extraction":
-            return markdown_table(local_engine.table_from_boxes(boxes)) or "No table was found."
+            return markdown_table(local_extract.table_from_boxes(boxes)) or "No table was found."
         image = request.images[0]
         facts = local_engine.image_facts(data)
         return report(facts, local_engine.reading_order(boxes), size=(image.original_width, image.original_height),

@@ -18,6 +18,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 from shared import local_engine as le
+from shared import local_extract as lx
 from shared.local_engine import TextBox
 from tests.conftest import encode
 
@@ -103,16 +104,16 @@ def test_invoice_text_is_read_in_order(invoice_boxes):
 
 
 def test_table_geometry(table_boxes):
-    table = le.table_from_boxes(table_boxes)
+    table = lx.table_from_boxes(table_boxes)
     assert table["columns"] == TABLE[0]  # the caption above is not the header
     assert table["rows"] == [{c: (v or None) for c, v in zip(TABLE[0], row, strict=True)} for row in TABLE[1:]]
     assert table["rows"][1]["Units"] is None
-    provenance = le.table_provenance(table_boxes)
+    provenance = lx.table_provenance(table_boxes)
     assert provenance["rows[3].Price"]["text"] == "2.10" and "rows[1].Units" not in provenance
 
 
 def test_invoice_fields_and_provenance(invoice_boxes):
-    data, provenance = le.invoice_from_boxes(invoice_boxes)
+    data, provenance = lx.invoice_from_boxes(invoice_boxes)
     assert data["invoice_number"] == "INV-2024-0042"
     assert (data["invoice_date"], data["due_date"]) == ("2024-03-15", "2024-04-15")
     assert (data["subtotal"], data["tax"], data["total"], data["currency"]) == (100.0, 20.0, 120.0, "EUR")
@@ -134,7 +135,7 @@ def test_invoice_fields_and_provenance(invoice_boxes):
 def test_schema_on_the_invoice_page_is_conservative(invoice_boxes):
     schema = {"properties": {"description": {"type": "string"}, "total": {"type": "number"},
                              "vat_no": {"type": "string"}, "due": {"type": "string", "format": "date"}}}
-    data, _ = le.fill_schema_from_boxes(schema, invoice_boxes)
+    data, _ = lx.fill_schema_from_boxes(schema, invoice_boxes)
     # "Description" is a table header: its right neighbour "Qty" is not its value.
     assert data == {"description": None, "total": 120.0, "vat_no": "GB123456789", "due": "2024-04-15"}
 
@@ -240,13 +241,13 @@ def test_reading_order_groups_lines_by_vertical_overlap():
     ("INV-2024-0042", None), ("no date here", None),
 ])
 def test_parse_date(text, expected):
-    assert le.parse_date(text) == expected
+    assert lx.parse_date(text) == expected
 
 
 def test_ambiguous_slash_dates_follow_the_page():
-    assert le.date_order(["Date: 03/15/2024", "Due 04/05/2024"]) is False
-    assert le.parse_date("04/05/2024", day_first=False) == "2024-04-05"
-    assert le.date_order(["15/03/2024"]) is True and le.date_order(["2024-03-15"]) is None
+    assert lx.date_order(["Date: 03/15/2024", "Due 04/05/2024"]) is False
+    assert lx.parse_date("04/05/2024", day_first=False) == "2024-04-05"
+    assert lx.date_order(["15/03/2024"]) is True and lx.date_order(["2024-03-15"]) is None
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -254,22 +255,22 @@ def test_ambiguous_slash_dates_follow_the_page():
     ("Tax (20%) 20.00", 20.0), ("20%", None), ("INV-2024-0042", None), ("2024-03-15", None), ("CHF 1'050.00", 1050.0),
 ])
 def test_parse_amount(text, expected):
-    assert le.parse_amount(text) == expected
+    assert lx.parse_amount(text) == expected
 
 
 def test_currency_needs_one_unambiguous_name():
-    assert le.find_currency([box("Total €120.00", 0, 0)])[0] == "EUR"
-    assert le.find_currency([box("Total $120.00", 0, 0)]) == (None, None)
-    assert le.find_currency([box("EUR", 0, 0), box("USD", 0, 50)]) == (None, None)
+    assert lx.find_currency([box("Total €120.00", 0, 0)])[0] == "EUR"
+    assert lx.find_currency([box("Total $120.00", 0, 0)]) == (None, None)
+    assert lx.find_currency([box("EUR", 0, 0), box("USD", 0, 50)]) == (None, None)
 
 
 def test_table_from_synthetic_boxes_merges_split_cells_and_skips_captions():
     boxes = [box("Stock", 0, 0, width=500), box("Name", 0, 50), box("Qty", 300, 50),
              box("Big", 0, 100, width=40), box("apple", 50, 100, width=50), box("3", 300, 100, width=20),
              box("Pear", 0, 150)]
-    assert le.table_from_boxes(boxes) == {"columns": ["Name", "Qty"],
+    assert lx.table_from_boxes(boxes) == {"columns": ["Name", "Qty"],
                                           "rows": [{"Name": "Big apple", "Qty": "3"}, {"Name": "Pear", "Qty": None}]}
-    assert le.table_from_boxes([]) == {"columns": [], "rows": []}
+    assert lx.table_from_boxes([]) == {"columns": [], "rows": []}
 
 
 def test_invoice_from_synthetic_boxes_avoids_look_alike_labels():
@@ -277,7 +278,7 @@ def test_invoice_from_synthetic_boxes_avoids_look_alike_labels():
              box("Date of delivery: 03/01/2024", 0, 150, width=400), box("Issue date: 03/15/2024", 0, 200, width=400),
              box("Due date", 0, 250), box("04/02/2024", 300, 250),
              box("Amount due", 0, 300), box("$1,080.00", 300, 300)]
-    data, provenance = le.invoice_from_boxes(boxes)
+    data, provenance = lx.invoice_from_boxes(boxes)
     assert data["customer"] == {"name": None, "address": None} and data["vendor"]["name"] is None
     # 03/15/2024 shows the page writes month first, so 04/02/2024 is April 2.
     assert (data["invoice_date"], data["due_date"]) == ("2024-03-15", "2024-04-02")
@@ -296,7 +297,7 @@ def test_fill_schema_matches_labels_and_coerces():
         "items": {"type": "array", "items": {"type": "string"}},
         "meta": {"anyOf": [{"type": "object"}, {"type": "null"}]},
     }}
-    data, provenance = le.fill_schema_from_boxes(schema, boxes)
+    data, provenance = lx.fill_schema_from_boxes(schema, boxes)
     assert data == {"invoice_number": "A-17", "orderDate": "2024-03-15", "amount": 1250.0, "paid": True,
                     "pages": None, "colour": None, "customer": None, "items": [], "meta": None}
     assert provenance["amount"]["text"] == "1,250.00" and set(provenance) == {"invoice_number", "orderDate",
@@ -305,7 +306,7 @@ def test_fill_schema_matches_labels_and_coerces():
 
 def test_fill_schema_prefers_null_when_equal_labels_disagree():
     boxes = [box("Total: 10.00", 0, 0, width=300), box("Total: 12.00", 0, 100, width=300)]
-    assert le.fill_schema_from_boxes({"properties": {"total": {"type": "number"}}}, boxes)[0] == {"total": None}
+    assert lx.fill_schema_from_boxes({"properties": {"total": {"type": "number"}}}, boxes)[0] == {"total": None}
 
 
 def test_image_facts_orientation_colours_and_safe_exif():
