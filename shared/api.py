@@ -38,31 +38,14 @@ from shared.errors import (
     UnsupportedImage,
     VisionError,
 )
+from shared.http_models import PROBLEM_JSON, ImageModel, UsageModel, problem_responses
 from shared.routes_extract import router as extract_router
 from shared.services import Services
 
 log = logging.getLogger(__name__)
 
-PROBLEM_JSON = "application/problem+json"
 MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the file part
 DEFAULT_RETRY_AFTER_SECONDS = 10
-
-
-class UsageModel(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ImageModel(BaseModel):
-    width: int = Field(description="Width of the image sent to the model")
-    height: int = Field(description="Height of the image sent to the model")
-    bytes: int = Field(description="Size of the JPEG sent to the model")
-    format: str = Field(description="Format of the upload, sniffed from its bytes")
-    estimated_tokens: int = Field(description="Image tokens the model is expected to bill")
-    original_width: int | None = None
-    original_height: int | None = None
-    original_bytes: int | None = None
 
 
 class AnalysisResponse(BaseModel):
@@ -80,25 +63,16 @@ class AnalysisResponse(BaseModel):
     latency_ms: int
 
 
-class Problem(BaseModel):
-    type: str = Field(examples=["/problems/unsupported-media-type"])
-    title: str
-    status: int
-    detail: str
-
-
-_PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": description}
-    for status, description in {
-        400: "Bad parameters",
-        413: "Image larger than VISION_MAX_IMAGE_BYTES",
-        415: "Not a supported image (decided from the bytes)",
-        422: "Image cannot be decoded, exceeds the pixel limit, or was blocked by the content filter",
-        429: "The model service is throttling (see Retry-After)",
-        502: "The model service answered with something unusable",
-        503: "No model service configured, or it is down (see Retry-After)",
-    }.items()
-}
+_PROBLEM_RESPONSES = problem_responses({
+    400: "Bad parameters",
+    413: "Image larger than VISION_MAX_IMAGE_BYTES",
+    415: "Not a supported image (decided from the bytes)",
+    422: "Image cannot be decoded, exceeds the pixel limit, or was blocked by the content filter",
+    429: "The model service is throttling (see Retry-After)",
+    501: "The offline engine cannot do this (names the settings that enable a model)",
+    502: "The model service answered with something unusable",
+    503: "No model service configured, or it is down (see Retry-After)",
+})
 
 _ANALYZE_BODY = {
     "requestBody": {

@@ -33,29 +33,12 @@ from shared.analysis import DETAILS, parse_max_tokens
 from shared.config import Settings
 from shared.errors import InvalidParameter, PayloadTooLarge
 from shared.extraction import Invoice, Table, extract
+from shared.http_models import ImageModel, UsageModel, problem_responses
 from shared.multi import TotalTooLarge, about_image, compare, sequence
 from shared.schemas import MAX_SCHEMA_CHARS
 
-PROBLEM_JSON = "application/problem+json"
 MULTIPART_OVERHEAD = 64 * 1024
 JSON_OVERHEAD = 4 * MAX_SCHEMA_CHARS + 64 * 1024  # schema (worst case \u-escaped) and the other fields
-
-
-class Usage(BaseModel):
-    prompt_tokens: int
-    completion_tokens: int
-    total_tokens: int
-
-
-class ImageSent(BaseModel):
-    width: int = Field(description="Width of the image sent to the model")
-    height: int = Field(description="Height of the image sent to the model")
-    bytes: int = Field(description="Size of the JPEG sent to the model")
-    format: str = Field(description="Format of the upload, sniffed from its bytes")
-    estimated_tokens: int = Field(description="Image tokens the model is expected to bill")
-    original_width: int | None = None
-    original_height: int | None = None
-    original_bytes: int | None = None
 
 
 class ExtractionWarning(BaseModel):
@@ -73,9 +56,9 @@ class ExtractionResponse(BaseModel):
     deployment: str | None
     provider: str
     detail: str
-    usage: Usage = Field(description="Summed over the attempts")
+    usage: UsageModel = Field(description="Summed over the attempts")
     estimated_cost_usd: float
-    image: ImageSent
+    image: ImageModel
     cached: bool
     schema_hash: str = Field(description="SHA-256 of the schema (part of the cache key)")
     latency_ms: int
@@ -89,7 +72,7 @@ class TableResponse(ExtractionResponse):
     data: Table  # type: ignore[assignment]
 
 
-class ComparedImage(ImageSent):
+class ComparedImage(ImageModel):
     index: int = Field(description="1-based position in the upload")
     label: str = Field(examples=["[Image 1]"])
     detail: str
@@ -103,7 +86,7 @@ class CompareResponse(BaseModel):
     finish_reason: str | None
     images: list[ComparedImage]
     totals: dict[str, int] = Field(description="images, bytes, sent_bytes, estimated_image_tokens")
-    usage: Usage
+    usage: UsageModel
     estimated_cost_usd: float
     cached: bool
     latency_ms: int
@@ -123,31 +106,22 @@ class SequenceResponse(BaseModel):
     model: str
     deployment: str | None
     provider: str
-    usage: Usage = Field(description="All parts together; cached parts report what they cost when made")
+    usage: UsageModel = Field(description="All parts together; cached parts report what they cost when made")
     estimated_cost_usd: float
     cached: bool
     latency_ms: int
 
 
-class Problem(BaseModel):
-    type: str
-    title: str
-    status: int
-    detail: str
-
-
-_PROBLEMS: dict[int | str, dict[str, Any]] = {
-    status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": description}
-    for status, description in {
-        400: "Bad parameters, or a schema strict structured outputs cannot take (names keyword and pointer)",
-        413: "An image over VISION_MAX_IMAGE_BYTES, or images together over VISION_MAX_TOTAL_BYTES",
-        415: "Not a supported image (decided from the bytes)",
-        422: "Image cannot be decoded, exceeds the pixel limit, or was blocked by the content filter",
-        429: "The model service is throttling (see Retry-After)",
-        502: "The model's output was still invalid after one re-ask (raw_reply, errors), or unusable",
-        503: "No model service configured, or it is down (see Retry-After)",
-    }.items()
-}
+_PROBLEMS = problem_responses({
+    400: "Bad parameters, or a schema strict structured outputs cannot take (names keyword and pointer)",
+    413: "An image over VISION_MAX_IMAGE_BYTES, or images together over VISION_MAX_TOTAL_BYTES",
+    415: "Not a supported image (decided from the bytes)",
+    422: "Image cannot be decoded, exceeds the pixel limit, or was blocked by the content filter",
+    429: "The model service is throttling (see Retry-After)",
+    501: "The offline engine cannot do this (names the settings that enable a model)",
+    502: "The model's output was still invalid after one re-ask (raw_reply, errors), or unusable",
+    503: "No model service configured, or it is down (see Retry-After)",
+})
 
 _COMMON_FIELDS = {
     "prompt": {"type": "string", "description": "Instructions instead of the default"},

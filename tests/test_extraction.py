@@ -11,11 +11,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
 
 from shared.analysis import Analyzer, build_analyzer
-from shared.api import create_app
 from shared.errors import ContentFiltered
 from shared.extraction import (
     ExtractionFailed,
@@ -28,7 +26,6 @@ from shared.extraction import (
     table_from_grid,
 )
 from shared.providers import Completion, Provider, Usage, VisionRequest
-from shared.routes_extract import router
 from shared.schemas import schema_hash
 from tests.aoai_double import Reply
 
@@ -61,21 +58,9 @@ async def analyzer_for():
 
 
 @pytest.fixture
-async def client_for():
-    """An httpx client on the app with this module's router included, as the lead will wire it."""
-    apps = []
-
-    async def make(settings) -> httpx.AsyncClient:
-        app = create_app(settings)
-        app.include_router(router)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-        apps.append((app, client))
-        return client
-
-    yield make
-    for app, client in apps:
-        await client.aclose()
-        await app.state.services.aclose()
+def client_for(make_client):
+    """The app as wired in production (the extraction routes are part of it)."""
+    return make_client
 
 
 def _invoice(**changes) -> dict:

@@ -10,10 +10,8 @@ import httpx
 import pytest
 
 from shared.analysis import build_analyzer
-from shared.api import create_app
 from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedImage
 from shared.multi import TotalTooLarge, add_compare_parser, compare, sequence
-from shared.routes_extract import router
 from tests.aoai_double import Reply
 
 SYNTHESIS = {"common_themes": ["a motorcycle"], "changes": ["[Image 2] is seen from the right"],
@@ -39,20 +37,9 @@ async def analyzer_for():
 
 
 @pytest.fixture
-async def client_for():
-    apps = []
-
-    async def make(settings) -> httpx.AsyncClient:
-        app = create_app(settings)
-        app.include_router(router)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-        apps.append((app, client))
-        return client
-
-    yield make
-    for app, client in apps:
-        await client.aclose()
-        await app.state.services.aclose()
+def client_for(make_client):
+    """The app as wired in production (the extraction routes are part of it)."""
+    return make_client
 
 
 def _synthesis_responder(rec):
