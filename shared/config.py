@@ -56,6 +56,8 @@ SETTINGS: tuple[Setting, ...] = (
             "(marked degraded): off, pipeline (blob flow only, on its last attempt) or all (HTTP too)"),
     Setting("AzureWebJobsStorage", None,
             "Storage connection string (UseDevelopmentStorage=true for Azurite); the Functions host needs it too"),
+    Setting("AzureWebJobsStorage__accountName", None,
+            "Keyless host storage (Azure): the account the cache and the images default to"),
     Setting("AzureWebJobsStorage__tableServiceUri", None,
             "Keyless alternative to AzureWebJobsStorage for the cache: https://<account>.table.core.windows.net"),
     Setting("VISION_CACHE_ENABLED", "true", "Cache answers in Table Storage (true/false)"),
@@ -199,8 +201,13 @@ class Settings:
         if endpoint and base_url:
             raise ConfigError("OPENAI_BASE_URL", "set either AZURE_OPENAI_ENDPOINT or OPENAI_BASE_URL, not both")
         table_uri = get("AzureWebJobsStorage__tableServiceUri")
+        account = get("AzureWebJobsStorage__accountName")
+        if account and not re.fullmatch(r"[a-z0-9]{3,24}", account):
+            raise ConfigError("AzureWebJobsStorage__accountName", f"{account!r} is not a storage account name")
         if table_uri:
             table_uri = _url("AzureWebJobsStorage__tableServiceUri", table_uri)
+        elif account:
+            table_uri = f"https://{account}.table.core.windows.net"
         quality = _positive_int("VISION_JPEG_QUALITY", get("VISION_JPEG_QUALITY") or "85")
         if quality > 95:
             raise ConfigError("VISION_JPEG_QUALITY", f"must be at most 95, got {quality}")
@@ -239,6 +246,8 @@ class Settings:
         blob_uri = get("VISION_IMAGES_STORAGE__blobServiceUri")
         if blob_uri:
             blob_uri = _url("VISION_IMAGES_STORAGE__blobServiceUri", blob_uri)
+        elif account and not get("VISION_IMAGES_STORAGE") and not get("AzureWebJobsStorage"):
+            blob_uri = f"https://{account}.blob.core.windows.net"
         return cls(
             provider=provider,
             local_fallback=fallback,

@@ -55,6 +55,18 @@ def test_invalid_setting_names_the_setting(values, setting):
     assert setting in str(caught.value)
 
 
+def test_keyless_host_storage_account_gives_cache_and_images_endpoints():
+    settings = Settings.from_mapping({"AzureWebJobsStorage__accountName": "visionstore"})
+    assert settings.table_service_uri == "https://visionstore.table.core.windows.net"
+    assert settings.images_blob_service_uri == "https://visionstore.blob.core.windows.net"
+    explicit = Settings.from_mapping({"AzureWebJobsStorage__accountName": "visionstore",
+                                      "VISION_IMAGES_STORAGE__blobServiceUri": "https://images.blob.core.windows.net"})
+    assert explicit.images_blob_service_uri == "https://images.blob.core.windows.net"
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_mapping({"AzureWebJobsStorage__accountName": "Not_Valid"})
+    assert caught.value.setting == "AzureWebJobsStorage__accountName"
+
+
 def test_openai_compatible_server():
     settings = Settings.from_mapping({"OPENAI_BASE_URL": "http://localhost:11434/v1/", "OPENAI_MODEL": "llava"})
     assert settings.model_provider == "openai_compatible"
@@ -92,7 +104,8 @@ def test_example_file_lists_every_documented_setting():
 
     example = json.loads((Path(__file__).parent.parent / "local.settings.json.example").read_text())
     documented = {s.name for s in SETTINGS}
-    optional = {"AzureWebJobsStorage__tableServiceUri", "VISION_MODEL_TABLE", "VISION_IMAGES_STORAGE__blobServiceUri"}
+    optional = {"AzureWebJobsStorage__tableServiceUri", "VISION_MODEL_TABLE", "VISION_IMAGES_STORAGE__blobServiceUri",
+                "AzureWebJobsStorage__accountName"}
     missing = documented - set(example["Values"]) - optional
     assert not missing
     Settings.from_mapping(example["Values"])  # the example itself is valid
