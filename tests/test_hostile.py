@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import struct
 import zlib
@@ -84,3 +85,41 @@ async def test_hostile_multipart_bodies(make_settings, make_client, aoai):
         assert response.headers["content-type"].startswith("application/problem+json")
     response = await client.post("/api/analyze", content=b"x", headers={"content-type": "multipart/form-data"})
     assert response.status_code == 400
+
+
+@pytest.mark.timeout(120)
+async def test_hostile_extraction_and_multi_image_requests(make_settings, make_client, aoai, corpus):
+    """The structured and multi-image routes answer junk with 4xx problems, never a 500."""
+    client = await make_client(make_settings())
+    png = (corpus / "chelsea.png").read_bytes()
+    deep: dict = {"type": "object", "properties": {}}
+    node = deep
+    for _ in range(12):
+        child = {"type": "object", "properties": {}}
+        node["properties"]["x"] = child
+        node = child
+    cases = [
+        ("/api/extract/invoice", {"content": b"\x00garbage"}),
+        ("/api/extract/table", {"content": b""}),
+        ("/api/extract", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+        ("/api/extract", {"json": {"image": "%%%not-base64%%%", "schema": {"type": "object"}}}),
+        ("/api/extract", {"json": {"image": 42, "schema": "no"}}),
+        ("/api/extract", {"json": ["a", "list"]}),
+        ("/api/extract", {"json": {"schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}),
+        ("/api/extract", {"files": {"file": ("a.png", png, "image/png")}, "data": {"schema": "{broken"}}),
+        ("/api/extract", {"files": {"file": ("a.png", png, "image/png")}, "data": {"schema": json.dumps(deep)}}),
+        ("/api/extract", {"files": {"file": ("a.png", png, "image/png")},
+                          "data": {"schema": json.dumps({"type": "array", "items": {"type": "string"}})}}),
+        ("/api/compare", {"files": {"file": ("a.png", png, "image/png")}}),
+        ("/api/compare", {"content": png}),
+        ("/api/compare", {"files": [("file", ("a.png", png, "image/png")),
+                                    ("file", ("b.txt", b"text", "text/plain"))]}),
+        ("/api/sequence", {"files": [("file", ("a.png", b"\x89PNG\r\n\x1a\n", "image/png"))] * 2}),
+        ("/api/extract/invoice?detail=ultra", {"content": png}),
+        ("/api/extract/invoice?max_tokens=-5", {"content": png}),
+    ]
+    for path, kwargs in cases:
+        response = await client.post(path, **kwargs)
+        assert 400 <= response.status_code < 500, (path, kwargs.keys(), response.status_code, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json"), (path, response.text)
+    assert aoai.requests == []
