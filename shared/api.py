@@ -38,7 +38,7 @@ from shared.errors import (
     UnsupportedImage,
     VisionError,
 )
-from shared.http_models import PROBLEM_JSON, ImageModel, UsageModel, problem_responses
+from shared.http_common import PROBLEM_JSON, ImageModel, UsageModel, limited_body, problem_responses
 from shared.routes_extract import router as extract_router
 from shared.services import Services
 
@@ -121,16 +121,6 @@ def _generic_problem(status: int, title: str, detail: str) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON)
 
 
-async def _read_limited(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body as a stream that stops with 413 once it passes ``limit`` bytes."""
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise PayloadTooLarge(limit)
-        yield chunk
-
-
 async def read_upload(request: Request, settings: Settings) -> tuple[bytes, dict[str, str]]:
     """The image bytes and form fields, from multipart (``file``) or a raw body."""
     limit = settings.max_image_bytes
@@ -141,9 +131,10 @@ async def read_upload(request: Request, settings: Settings) -> tuple[bytes, dict
     if declared and declared.isdigit() and int(declared) > body_limit:
         raise PayloadTooLarge(limit, int(declared))
     if not is_multipart:
-        chunks = [chunk async for chunk in _read_limited(request, body_limit)]
+        chunks = [chunk async for chunk in limited_body(request, body_limit, lambda: PayloadTooLarge(limit))]
         return b"".join(chunks), {}
-    parser = MultiPartParser(request.headers, _read_limited(request, body_limit), max_files=1, max_fields=16)
+    body = limited_body(request, body_limit, lambda: PayloadTooLarge(limit))
+    parser = MultiPartParser(request.headers, body, max_files=1, max_fields=16)
     try:
         form = await parser.parse()
     except MultiPartException as exc:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -33,7 +33,7 @@ from shared.analysis import DETAILS, parse_max_tokens
 from shared.config import Settings
 from shared.errors import InvalidParameter, PayloadTooLarge
 from shared.extraction import Invoice, Table, extract
-from shared.http_models import ImageModel, UsageModel, problem_responses
+from shared.http_common import ImageModel, UsageModel, limited_body, problem_responses
 from shared.multi import TotalTooLarge, about_image, compare, sequence
 from shared.schemas import MAX_SCHEMA_CHARS
 
@@ -157,16 +157,6 @@ _MULTI_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
                    **_COMMON_FIELDS}}}}}}
 
 
-async def _limited(request: Request, limit: int, error: Callable[[], Exception]) -> AsyncIterator[bytes]:
-    """The body as a stream that raises ``error()`` once it passes ``limit`` bytes."""
-    received = 0
-    async for chunk in request.stream():
-        received += len(chunk)
-        if received > limit:
-            raise error()
-        yield chunk
-
-
 _JSON_FIELDS: dict[str, type | tuple[type, ...]] = {
     "image": str, "schema": dict, "prompt": str, "detail": str, "max_tokens": (int, str),
 }
@@ -175,7 +165,7 @@ _JSON_FIELDS: dict[str, type | tuple[type, ...]] = {
 async def _read_json_upload(request: Request, settings: Settings) -> tuple[bytes, dict[str, Any]]:
     limit = settings.max_image_bytes
     body_limit = 4 * (limit // 3 + 1) + JSON_OVERHEAD
-    chunks = [chunk async for chunk in _limited(request, body_limit, lambda: PayloadTooLarge(limit))]
+    chunks = [chunk async for chunk in limited_body(request, body_limit, lambda: PayloadTooLarge(limit))]
     try:
         document = json.loads(b"".join(chunks))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -219,7 +209,7 @@ async def read_images(request: Request, settings: Settings) -> tuple[list[bytes]
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > body_limit:
         raise TotalTooLarge(total_limit, int(declared))
-    stream = _limited(request, body_limit, lambda: TotalTooLarge(total_limit))
+    stream = limited_body(request, body_limit, lambda: TotalTooLarge(total_limit))
     parser = MultiPartParser(request.headers, stream, max_files=most + 1, max_fields=16)
     try:
         form = await parser.parse()

@@ -1,4 +1,4 @@
-"""Response models and problem documents shared by every route module (OpenAPI's building blocks).
+"""What every route module shares: response models, problem documents, the bounded body reader.
 
 Kept apart from :mod:`shared.api` so route modules that the app includes can use them without
 importing the app itself.
@@ -6,9 +6,11 @@ importing the app itself.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -43,3 +45,16 @@ def problem_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str,
         status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": description}
         for status, description in descriptions.items()
     }
+
+
+async def limited_body(request: Request, limit: int, error: Callable[[], Exception]) -> AsyncIterator[bytes]:
+    """The request body as a stream that raises ``error()`` once it passes ``limit`` bytes.
+
+    Uploads are refused part way, before the whole body is held in memory.
+    """
+    received = 0
+    async for chunk in request.stream():
+        received += len(chunk)
+        if received > limit:
+            raise error()
+        yield chunk
