@@ -196,7 +196,11 @@ async def health(request: Request) -> JSONResponse:
     except ConfigError as exc:
         body = {"status": "misconfigured", "version": __version__, "error": exc.detail, "setting": exc.setting}
         return JSONResponse(body, status_code=503)
-    model = {"configured": settings.model_provider is not None, **analyzer.provider.describe()}
+    model = {
+        "configured": settings.model_provider is not None or settings.uses_local_engine,
+        "language_model": settings.model_provider is not None,
+        **analyzer.provider.describe(),
+    }
     if analyzer.cache is None:
         storage: dict[str, Any] = {"cache": "disabled"}
     else:

@@ -23,6 +23,7 @@ async def test_no_model_settings_means_the_local_engine(make_client, invoice_png
     client = await make_client(Settings.from_mapping(NO_MODEL))
     health = (await client.get("/api/health")).json()
     assert health["model"]["provider"] == "local" and health["model"]["offline"] is True
+    assert health["model"]["configured"] is True and health["model"]["language_model"] is False
     response = await client.post("/api/analyze?task=ocr", content=invoice_png)
     assert response.status_code == 200, response.text
     body = response.json()
