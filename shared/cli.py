@@ -154,6 +154,12 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _command(commands: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    """A subcommand whose ``--help`` ends with the settings table, like every command's."""
+    return commands.add_parser(name, help=help_text, epilog=settings_help(),
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m shared",
@@ -163,10 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    analyze = commands.add_parser(
-        "analyze", help="analyse one image with the configured model",
-        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    analyze = _command(commands, "analyze", "analyse one image with the configured model")
     analyze.add_argument("image", help="path of the image file")
     analyze.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"question about the image [{DEFAULT_PROMPT!r}]")
     analyze.add_argument("--detail", choices=DETAILS, help="image detail; chosen from task and size when absent")
@@ -175,10 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true", help="print the full result as JSON")
     analyze.set_defaults(handler=_analyze)
 
-    prepare = commands.add_parser(
-        "prepare", help="show what would be sent: size, bytes, estimated tokens and cost (no model call)",
-        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    prepare = _command(commands, "prepare",
+                       "show what would be sent: size, bytes, estimated tokens and cost (no model call)")
     prepare.add_argument("image", help="path of the image file")
     prepare.add_argument("--detail", choices=DETAILS, help="image detail; chosen from task and size when absent")
     prepare.add_argument("--task", choices=TASKS, help="task used to choose the detail")
@@ -186,38 +187,27 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--json", action="store_true", help="print the report as JSON")
     prepare.set_defaults(handler=_prepare)
 
-    serve = commands.add_parser(
-        "serve", help="serve the HTTP API with uvicorn (no Functions host needed)",
-        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    serve = _command(commands, "serve", "serve the HTTP API with uvicorn (no Functions host needed)")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind [127.0.0.1]")
     serve.add_argument("--port", type=int, default=7071, help="port to bind [7071, as func start]")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     serve.set_defaults(handler=_serve)
-    process = commands.add_parser(
-        "process", help="backfill: process every unprocessed blob of the input container once",
-        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    process = _command(commands, "process", "backfill: process every unprocessed blob of the input container once")
     process.add_argument("--prefix", help="only blobs whose name starts with this")
     process.add_argument("--force", action="store_true", help="reprocess blobs that already have a result")
     process.add_argument("--concurrency", type=int, default=4, help="blobs processed at once [4]")
     process.add_argument("--quiet", action="store_true", help="no progress bar")
     process.set_defaults(handler=_process)
 
-    watch = commands.add_parser(
-        "watch", help="poll the input container and process new blobs (the blob trigger without a host)",
-        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    watch = _command(commands, "watch",
+                     "poll the input container and process new blobs (the blob trigger without a host)")
     watch.add_argument("--prefix", help="only blobs whose name starts with this")
     watch.add_argument("--interval", type=float, help="seconds between polls [VISION_WATCH_INTERVAL_SECONDS]")
     watch.add_argument("--concurrency", type=int, default=4, help="blobs processed at once [4]")
     watch.add_argument("--iterations", type=int, help="stop after this many polls (default: run until Ctrl-C)")
     watch.set_defaults(handler=_watch)
 
-    upload = commands.add_parser(
-        "upload", help="drop local images into the input container (Azurite locally)",
-        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    upload = _command(commands, "upload", "drop local images into the input container (Azurite locally)")
     upload.add_argument("files", nargs="+", help="image files, or folders uploaded with their inner paths")
     upload.add_argument("--prefix", help="path prefix that picks the task, e.g. ocr/ or describe/")
     upload.set_defaults(handler=_upload)

@@ -101,6 +101,22 @@ async def make_client():
         await app.state.services.aclose()
 
 
+@pytest.fixture
+async def make_analyzer():
+    """Analyzers built from the given settings, closed after the test."""
+    from shared.analysis import build_analyzer
+
+    made = []
+
+    def make(settings: Settings):
+        made.append(build_analyzer(settings))
+        return made[-1]
+
+    yield make
+    for analyzer in made:
+        await analyzer.aclose()
+
+
 def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.analysis import Analyzer, build_analyzer
+from shared.analysis import Analyzer
 from shared.errors import ContentFiltered
 from shared.extraction import (
     ExtractionFailed,
@@ -43,35 +43,15 @@ def page(corpus) -> bytes:
     return (corpus / "page.png").read_bytes()
 
 
-@pytest.fixture
-async def analyzer_for():
-    made = []
-
-    def make(settings):
-        analyzer = build_analyzer(settings)
-        made.append(analyzer)
-        return analyzer
-
-    yield make
-    for analyzer in made:
-        await analyzer.aclose()
-
-
-@pytest.fixture
-def client_for(make_client):
-    """The app as wired in production (the extraction routes are part of it)."""
-    return make_client
-
-
 def _invoice(**changes) -> dict:
     document = copy.deepcopy(INVOICE)
     document.update(changes)
     return document
 
 
-async def test_invoice_sends_a_strict_schema_and_returns_validated_data(make_settings, analyzer_for, aoai, page):
+async def test_invoice_sends_a_strict_schema_and_returns_validated_data(make_settings, make_analyzer, aoai, page):
     aoai.enqueue(Reply.ok(json.dumps(INVOICE), prompt_tokens=1500, completion_tokens=200))
-    result = await extract(analyzer_for(make_settings()), page, "invoice")
+    result = await extract(make_analyzer(make_settings()), page, "invoice")
 
     assert result["data"] == INVOICE and result["warnings"] == []
     assert result["kind"] == "invoice" and result["attempts"] == 1 and result["cached"] is False
@@ -91,11 +71,11 @@ async def test_invoice_sends_a_strict_schema_and_returns_validated_data(make_set
     assert request.body["max_tokens"] == 2000
 
 
-async def test_table_rows_are_keyed_by_column_with_nulls(make_settings, analyzer_for, aoai, page):
+async def test_table_rows_are_keyed_by_column_with_nulls(make_settings, make_analyzer, aoai, page):
     grid = {"columns": ["Item", "Qty", "Price"],
             "rows": [["Tea", "2", "3.00"], ["Cake", None, ""], ["Total"], ["Soup", "1", "4.50", "extra"]]}
     aoai.enqueue(Reply.ok(json.dumps(grid)))
-    result = await extract(analyzer_for(make_settings()), page, "table")
+    result = await extract(make_analyzer(make_settings()), page, "table")
     assert aoai.requests[0].body["response_format"]["json_schema"]["name"] == "table"
     assert result["data"] == {"columns": ["Item", "Qty", "Price"], "rows": [
         {"Item": "Tea", "Qty": "2", "Price": "3.00"},
@@ -131,11 +111,11 @@ def _without(key: str) -> dict:
                      "line_items: Input should be a valid list", id="fenced-and-wrong"),
     ],
 )
-async def test_invalid_output_is_re_asked_once_with_the_errors(make_settings, analyzer_for, aoai, page, first,
+async def test_invalid_output_is_re_asked_once_with_the_errors(make_settings, make_analyzer, aoai, page, first,
                                                                expected_error):
     aoai.enqueue(Reply.ok(first, prompt_tokens=1000, completion_tokens=100),
                  Reply.ok(json.dumps(INVOICE), prompt_tokens=1200, completion_tokens=150))
-    result = await extract(analyzer_for(make_settings()), page, "invoice")
+    result = await extract(make_analyzer(make_settings()), page, "invoice")
     assert result["data"] == INVOICE and result["attempts"] == 2
     assert result["usage"] == {"prompt_tokens": 2200, "completion_tokens": 250, "total_tokens": 2450}
     first_request, second = aoai.requests
@@ -148,19 +128,19 @@ async def test_invalid_output_is_re_asked_once_with_the_errors(make_settings, an
     assert second.body["max_tokens"] == first_request.body["max_tokens"]
 
 
-async def test_fenced_valid_json_is_accepted_without_a_re_ask(make_settings, analyzer_for, aoai, page):
+async def test_fenced_valid_json_is_accepted_without_a_re_ask(make_settings, make_analyzer, aoai, page):
     aoai.enqueue(Reply.ok("```json\n" + json.dumps(INVOICE, indent=2) + "\n```"))
-    result = await extract(analyzer_for(make_settings()), page, "invoice")
+    result = await extract(make_analyzer(make_settings()), page, "invoice")
     assert result["data"] == INVOICE and result["attempts"] == 1
     assert len(aoai.requests) == 1
 
 
 @pytest.mark.parametrize(("max_tokens", "retried_with"), [(700, 1400), (3000, 4096)])
-async def test_truncated_reply_is_re_asked_with_more_tokens(make_settings, analyzer_for, aoai, page, max_tokens,
+async def test_truncated_reply_is_re_asked_with_more_tokens(make_settings, make_analyzer, aoai, page, max_tokens,
                                                             retried_with):
     cut = json.dumps(INVOICE)[:120]
     aoai.enqueue(Reply.truncated(cut), Reply.ok(json.dumps(INVOICE), completion_tokens=300))
-    result = await extract(analyzer_for(make_settings()), page, "invoice", max_tokens=max_tokens)
+    result = await extract(make_analyzer(make_settings()), page, "invoice", max_tokens=max_tokens)
     assert result["attempts"] == 2 and result["data"] == INVOICE
     assert result["usage"]["completion_tokens"] == max_tokens + 300
     first, second = aoai.requests
@@ -169,10 +149,10 @@ async def test_truncated_reply_is_re_asked_with_more_tokens(make_settings, analy
     assert "cut off" in second.body["messages"][3]["content"]
 
 
-async def test_still_invalid_after_the_re_ask_fails_honestly(make_settings, analyzer_for, aoai, page):
+async def test_still_invalid_after_the_re_ask_fails_honestly(make_settings, make_analyzer, aoai, page):
     aoai.enqueue(Reply.ok("not json", completion_tokens=5), Reply.ok('{"vendor": null}', completion_tokens=7))
     with pytest.raises(ExtractionFailed) as caught:
-        await extract(analyzer_for(make_settings()), page, "invoice")
+        await extract(make_analyzer(make_settings()), page, "invoice")
     failure = caught.value
     assert failure.status == 502 and failure.attempts == 2
     assert failure.raw_reply == '{"vendor": null}'
@@ -202,10 +182,10 @@ async def test_provenance_of_a_completion_is_passed_on(make_settings, page):
     assert result["provenance"] == {"total": {"box": [1, 2]}} and result["provider"] == "local"
 
 
-async def test_content_filtered_completion_is_422_and_not_re_asked(make_settings, analyzer_for, aoai, page):
+async def test_content_filtered_completion_is_422_and_not_re_asked(make_settings, make_analyzer, aoai, page):
     aoai.enqueue(Reply.content_filter_completion())
     with pytest.raises(ContentFiltered) as caught:
-        await extract(analyzer_for(make_settings()), page, "invoice")
+        await extract(make_analyzer(make_settings()), page, "invoice")
     assert caught.value.status == 422 and len(aoai.requests) == 1
 
 
@@ -242,11 +222,11 @@ def test_inconsistent_invoices_get_exact_warning_codes(changes, expected):
     assert Invoice.model_validate(document).model_dump() == document  # reported, never "fixed"
 
 
-async def test_custom_schema_data_is_valid_against_the_callers_schema(make_settings, analyzer_for, aoai, page):
+async def test_custom_schema_data_is_valid_against_the_callers_schema(make_settings, make_analyzer, aoai, page):
     reply = {"merchant": "Kiosk", "date": "2024-05-01", "store_code": None, "items": [{"name": "tea", "price": 2}],
              "payment": None, "total": 2}
     aoai.enqueue(Reply.ok(json.dumps(reply)))
-    result = await extract(analyzer_for(make_settings()), page, "schema", schema=RECEIPT, prompt="Read the receipt")
+    result = await extract(make_analyzer(make_settings()), page, "schema", schema=RECEIPT, prompt="Read the receipt")
     assert result["data"] == {"merchant": "Kiosk", "date": "2024-05-01", "items": [{"name": "tea", "price": 2}],
                               "total": 2}
     assert result["schema_hash"] == schema_hash(RECEIPT)
@@ -258,23 +238,23 @@ async def test_custom_schema_data_is_valid_against_the_callers_schema(make_setti
     assert request.text.startswith("Read the receipt")
 
 
-async def test_a_stripped_constraint_broken_by_the_model_is_re_asked(make_settings, analyzer_for, aoai, page):
+async def test_a_stripped_constraint_broken_by_the_model_is_re_asked(make_settings, make_analyzer, aoai, page):
     bad = {"merchant": "Kiosk", "date": "yesterday", "store_code": "abc", "items": [{"name": "tea", "price": 2}],
            "payment": "card", "total": 2}
     good = {**bad, "date": "2024-05-01", "store_code": "KIO-0001"}
     aoai.enqueue(Reply.ok(json.dumps(bad)), Reply.ok(json.dumps(good)))
-    result = await extract(analyzer_for(make_settings()), page, "schema", schema=RECEIPT)
+    result = await extract(make_analyzer(make_settings()), page, "schema", schema=RECEIPT)
     assert result["data"] == good and result["attempts"] == 2
     correction = aoai.requests[1].body["messages"][-1]["content"]
     assert "$.store_code: 'abc' does not match" in correction and "$.date: 'yesterday' is not a 'date'" in correction
 
 
 @pytest.mark.azurite
-async def test_cache_key_includes_the_schema_hash(make_settings, cache_settings, analyzer_for, aoai, page):
+async def test_cache_key_includes_the_schema_hash(make_settings, cache_settings, make_analyzer, aoai, page):
     other = {**RECEIPT, "properties": {**RECEIPT["properties"], "tip": {"type": "number"}}}
     aoai.set_responder(lambda rec: Reply.ok(json.dumps(
         {**RECEIPT_REPLY, **({"tip": None} if "tip" in json.dumps(rec.body["response_format"]) else {})})))
-    analyzer = analyzer_for(make_settings(**cache_settings))
+    analyzer = make_analyzer(make_settings(**cache_settings))
     first = await extract(analyzer, page, "schema", schema=RECEIPT)
     again = await extract(analyzer, page, "schema", schema=copy.deepcopy(RECEIPT))
     assert (first["cached"], again["cached"], len(aoai.requests)) == (False, True, 1)
@@ -284,9 +264,9 @@ async def test_cache_key_includes_the_schema_hash(make_settings, cache_settings,
     assert len(aoai.requests) == 2
 
 
-async def test_http_invoice_multipart(make_settings, client_for, aoai, page):
+async def test_http_invoice_multipart(make_settings, make_client, aoai, page):
     aoai.enqueue(Reply.ok(json.dumps(_invoice(total=300.0))))
-    client = await client_for(make_settings())
+    client = await make_client(make_settings())
     response = await client.post("/api/extract/invoice", files={"file": ("inv.png", page, "image/png")},
                                  data={"detail": "auto", "max_tokens": "1500"})
     assert response.status_code == 200, response.text
@@ -297,18 +277,18 @@ async def test_http_invoice_multipart(make_settings, client_for, aoai, page):
     assert aoai.requests[0].body["max_tokens"] == 1500
 
 
-async def test_http_table_raw_body(make_settings, client_for, aoai, page):
+async def test_http_table_raw_body(make_settings, make_client, aoai, page):
     aoai.enqueue(Reply.ok(json.dumps({"columns": ["A"], "rows": [["1"], []]})))
-    client = await client_for(make_settings())
+    client = await make_client(make_settings())
     response = await client.post("/api/extract/table?prompt=Only%20the%20first%20table", content=page)
     assert response.status_code == 200, response.text
     assert response.json()["data"] == {"columns": ["A"], "rows": [{"A": "1"}, {"A": None}]}
     assert aoai.requests[0].text.startswith("Only the first table")
 
 
-async def test_http_schema_as_multipart_field_and_as_json_body(make_settings, client_for, aoai, page):
+async def test_http_schema_as_multipart_field_and_as_json_body(make_settings, make_client, aoai, page):
     aoai.default_reply = Reply.ok(json.dumps({**RECEIPT_REPLY, "payment": "cash"}))
-    client = await client_for(make_settings())
+    client = await make_client(make_settings())
     form = await client.post("/api/extract", files={"file": ("r.png", page, "image/png")},
                              data={"schema": json.dumps(RECEIPT)})
     assert form.status_code == 200, form.text
@@ -334,9 +314,9 @@ async def test_http_schema_as_multipart_field_and_as_json_body(make_settings, cl
         ("/api/extract/invoice", {"data": {"detail": "ultra"}}, "detail", "must be one of"),
     ],
 )
-async def test_http_bad_schemas_and_parameters_are_400(make_settings, client_for, aoai, page, path, request_kwargs,
+async def test_http_bad_schemas_and_parameters_are_400(make_settings, make_client, aoai, page, path, request_kwargs,
                                                         parameter, fragment):
-    client = await client_for(make_settings())
+    client = await make_client(make_settings())
     response = await client.post(path, files={"file": ("x.png", page, "image/png")}, **request_kwargs)
     assert response.status_code == 400, response.text
     assert response.headers["content-type"].startswith(PROBLEM)
@@ -345,8 +325,8 @@ async def test_http_bad_schemas_and_parameters_are_400(make_settings, client_for
     assert aoai.requests == []
 
 
-async def test_http_json_body_problems(make_settings, client_for, aoai, page):
-    client = await client_for(make_settings(VISION_MAX_IMAGE_BYTES="1000"))
+async def test_http_json_body_problems(make_settings, make_client, aoai, page):
+    client = await make_client(make_settings(VISION_MAX_IMAGE_BYTES="1000"))
     bad = await client.post("/api/extract", json={"image": "%%%", "schema": RECEIPT})
     assert bad.status_code == 400 and bad.json()["parameter"] == "image"
     big = await client.post("/api/extract", json={"image": base64.b64encode(page).decode(), "schema": RECEIPT})
@@ -360,9 +340,9 @@ async def test_http_json_body_problems(make_settings, client_for, aoai, page):
     assert aoai.requests == []
 
 
-async def test_http_extraction_failure_is_502_with_raw_reply_and_errors(make_settings, client_for, aoai, page):
+async def test_http_extraction_failure_is_502_with_raw_reply_and_errors(make_settings, make_client, aoai, page):
     aoai.enqueue(Reply.ok("nope"), Reply.ok("still nope"))
-    client = await client_for(make_settings())
+    client = await make_client(make_settings())
     response = await client.post("/api/extract/table", content=page)
     assert response.status_code == 502 and response.headers["content-type"].startswith(PROBLEM)
     body = response.json()
@@ -370,15 +350,15 @@ async def test_http_extraction_failure_is_502_with_raw_reply_and_errors(make_set
     assert body["raw_reply"] == "still nope" and body["errors"] and body["attempts"] == 2
 
 
-async def test_http_content_filter_is_422(make_settings, client_for, aoai, page):
+async def test_http_content_filter_is_422(make_settings, make_client, aoai, page):
     aoai.enqueue(Reply.content_filter_completion())
-    client = await client_for(make_settings())
+    client = await make_client(make_settings())
     response = await client.post("/api/extract/invoice", content=page)
     assert response.status_code == 422 and response.json()["type"] == "/problems/content-filtered"
 
 
-async def test_openapi_documents_the_extraction_routes(make_settings, client_for):
-    client = await client_for(make_settings())
+async def test_openapi_documents_the_extraction_routes(make_settings, make_client):
+    client = await make_client(make_settings())
     document = (await client.get("/api/openapi.json")).json()
     for path in ("/api/extract/invoice", "/api/extract/table", "/api/extract", "/api/compare", "/api/sequence"):
         assert {"200", "400", "413", "502"} <= set(document["paths"][path]["post"]["responses"])

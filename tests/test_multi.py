@@ -9,7 +9,6 @@ import json
 import httpx
 import pytest
 
-from shared.analysis import build_analyzer
 from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedImage
 from shared.multi import TotalTooLarge, add_compare_parser, compare, sequence
 from tests.aoai_double import Reply
@@ -23,35 +22,16 @@ def images(corpus) -> dict[str, bytes]:
     return {name: (corpus / f"{name}.png").read_bytes() for name in ("motorcycle_left", "motorcycle_right", "chelsea")}
 
 
-@pytest.fixture
-async def analyzer_for():
-    made = []
-
-    def make(settings):
-        made.append(build_analyzer(settings))
-        return made[-1]
-
-    yield make
-    for analyzer in made:
-        await analyzer.aclose()
-
-
-@pytest.fixture
-def client_for(make_client):
-    """The app as wired in production (the extraction routes are part of it)."""
-    return make_client
-
-
 def _synthesis_responder(rec):
     """Structured synthesis for the text-only call; the default analysis text for the per-image ones."""
     return Reply.ok(json.dumps(SYNTHESIS)) if rec.body.get("response_format") else None
 
 
-async def test_compare_sends_labelled_images_in_order_at_the_requested_detail(make_settings, analyzer_for, aoai,
+async def test_compare_sends_labelled_images_in_order_at_the_requested_detail(make_settings, make_analyzer, aoai,
                                                                              images):
     aoai.enqueue(Reply.ok("[Image 3] is a cat; the others are one motorcycle.", prompt_tokens=400))
     data = [images["motorcycle_left"], images["motorcycle_right"], images["chelsea"]]
-    result = await compare(analyzer_for(make_settings()), data, prompt="Which one differs?", detail="low")
+    result = await compare(make_analyzer(make_settings()), data, prompt="Which one differs?", detail="low")
 
     [request] = aoai.requests
     content = request.body["messages"][-1]["content"]
@@ -73,17 +53,17 @@ async def test_compare_sends_labelled_images_in_order_at_the_requested_detail(ma
     assert result["usage"]["prompt_tokens"] == 400 and result["cached"] is False
 
 
-async def test_compare_chooses_detail_per_image_when_none_is_given(make_settings, analyzer_for, aoai, images,
+async def test_compare_chooses_detail_per_image_when_none_is_given(make_settings, make_analyzer, aoai, images,
                                                                   corpus):
     hubble = (corpus / "hubble_deep_field.jpg").read_bytes()
-    result = await compare(analyzer_for(make_settings()), [images["chelsea"], hubble])
+    result = await compare(make_analyzer(make_settings()), [images["chelsea"], hubble])
     assert [image.detail for image in aoai.last_request.images] == ["low", "auto"]  # 451x300, then 1000x872
     assert [i["detail"] for i in result["images"]] == ["low", "auto"]
 
 
 @pytest.mark.parametrize("count", [1, 3])
-async def test_image_count_outside_2_to_n_is_400(make_settings, analyzer_for, aoai, images, count):
-    analyzer = analyzer_for(make_settings(VISION_MAX_IMAGES="2"))
+async def test_image_count_outside_2_to_n_is_400(make_settings, make_analyzer, aoai, images, count):
+    analyzer = make_analyzer(make_settings(VISION_MAX_IMAGES="2"))
     with pytest.raises(InvalidParameter) as caught:
         await compare(analyzer, [images["chelsea"]] * count)
     assert caught.value.parameter == "images"
@@ -91,15 +71,15 @@ async def test_image_count_outside_2_to_n_is_400(make_settings, analyzer_for, ao
     assert aoai.requests == []
 
 
-async def test_compare_is_capped_by_the_providers_images_per_request(make_settings, analyzer_for, aoai, images):
-    analyzer = analyzer_for(make_settings(VISION_MAX_IMAGES="12"))
+async def test_compare_is_capped_by_the_providers_images_per_request(make_settings, make_analyzer, aoai, images):
+    analyzer = make_analyzer(make_settings(VISION_MAX_IMAGES="12"))
     with pytest.raises(InvalidParameter, match=r"at most 10 images .*azure_openai provider"):
         await compare(analyzer, [images["chelsea"]] * 11, detail="low")
     assert aoai.requests == []
 
 
-async def test_total_bytes_over_the_limit_is_413(make_settings, analyzer_for, aoai, images):
-    analyzer = analyzer_for(make_settings(VISION_MAX_TOTAL_BYTES="1000000"))
+async def test_total_bytes_over_the_limit_is_413(make_settings, make_analyzer, aoai, images):
+    analyzer = make_analyzer(make_settings(VISION_MAX_TOTAL_BYTES="1000000"))
     with pytest.raises(TotalTooLarge) as caught:
         await compare(analyzer, [images["motorcycle_left"], images["motorcycle_right"]])
     assert caught.value.status == 413 and "VISION_MAX_TOTAL_BYTES" in caught.value.detail
@@ -107,9 +87,9 @@ async def test_total_bytes_over_the_limit_is_413(make_settings, analyzer_for, ao
     assert aoai.requests == []
 
 
-async def test_estimated_image_tokens_over_the_bound_is_400_before_decoding(make_settings, analyzer_for, aoai,
+async def test_estimated_image_tokens_over_the_bound_is_400_before_decoding(make_settings, make_analyzer, aoai,
                                                                            images):
-    analyzer = analyzer_for(make_settings(VISION_MAX_IMAGE_TOKENS="500"))
+    analyzer = make_analyzer(make_settings(VISION_MAX_IMAGE_TOKENS="500"))
     pair = [images["motorcycle_left"], images["motorcycle_right"]]
     with pytest.raises(InvalidParameter) as caught:
         await compare(analyzer, pair, detail="high")
@@ -119,8 +99,8 @@ async def test_estimated_image_tokens_over_the_bound_is_400_before_decoding(make
     assert result["totals"]["estimated_image_tokens"] == 170
 
 
-async def test_the_failing_image_is_named(make_settings, analyzer_for, aoai, images):
-    analyzer = analyzer_for(make_settings(VISION_MAX_IMAGE_BYTES="300000"))
+async def test_the_failing_image_is_named(make_settings, make_analyzer, aoai, images):
+    analyzer = make_analyzer(make_settings(VISION_MAX_IMAGE_BYTES="300000"))
     with pytest.raises(PayloadTooLarge) as too_big:
         await compare(analyzer, [images["chelsea"], images["motorcycle_left"]])
     assert too_big.value.to_problem()["image"] == 2
@@ -130,10 +110,10 @@ async def test_the_failing_image_is_named(make_settings, analyzer_for, aoai, ima
     assert aoai.requests == []
 
 
-async def test_sequence_analyses_each_image_then_synthesises_once(make_settings, analyzer_for, aoai, images):
+async def test_sequence_analyses_each_image_then_synthesises_once(make_settings, make_analyzer, aoai, images):
     aoai.set_responder(_synthesis_responder)
     data = [images["motorcycle_left"], images["motorcycle_right"], images["chelsea"]]
-    result = await sequence(analyzer_for(make_settings()), data, prompt="What is shown?", detail="low")
+    result = await sequence(make_analyzer(make_settings()), data, prompt="What is shown?", detail="low")
 
     requests = aoai.requests
     assert len(requests) == 4
@@ -156,39 +136,39 @@ async def test_sequence_analyses_each_image_then_synthesises_once(make_settings,
     assert result["synthesis_meta"]["attempts"] == 1 and result["cached"] is False
 
 
-async def test_sequence_synthesis_is_validated_and_re_asked(make_settings, analyzer_for, aoai, images):
+async def test_sequence_synthesis_is_validated_and_re_asked(make_settings, make_analyzer, aoai, images):
     aoai.enqueue(Reply.ok("a"), Reply.ok("b"), Reply.ok('{"common_themes": "bikes"}'), Reply.ok(json.dumps(SYNTHESIS)))
-    result = await sequence(analyzer_for(make_settings()), [images["motorcycle_left"], images["motorcycle_right"]])
+    result = await sequence(make_analyzer(make_settings()), [images["motorcycle_left"], images["motorcycle_right"]])
     assert result["synthesis"] == SYNTHESIS and result["synthesis_meta"]["attempts"] == 2
     assert "common_themes: Input should be a valid list" in aoai.requests[3].body["messages"][-1]["content"]
 
 
-async def test_sequence_fails_naming_the_image_after_the_others_finish(make_settings, analyzer_for, aoai, images):
+async def test_sequence_fails_naming_the_image_after_the_others_finish(make_settings, make_analyzer, aoai, images):
     with pytest.raises(UnsupportedImage) as caught:
-        await sequence(analyzer_for(make_settings()), [images["chelsea"], b"just text", images["motorcycle_left"]])
+        await sequence(make_analyzer(make_settings()), [images["chelsea"], b"just text", images["motorcycle_left"]])
     assert caught.value.to_problem()["image"] == 2
     assert len(aoai.requests) == 2  # the good images were analysed (and would be cached), no synthesis
 
 
 @pytest.mark.azurite
-async def test_sequence_second_run_is_served_from_the_cache(make_settings, cache_settings, analyzer_for, aoai,
+async def test_sequence_second_run_is_served_from_the_cache(make_settings, cache_settings, make_analyzer, aoai,
                                                             images):
     aoai.set_responder(_synthesis_responder)
     data = [images["motorcycle_left"], images["motorcycle_right"]]
-    first = await sequence(analyzer_for(make_settings(**cache_settings)), data)
+    first = await sequence(make_analyzer(make_settings(**cache_settings)), data)
     assert len(aoai.requests) == 3
-    second = await sequence(analyzer_for(make_settings(**cache_settings)), data)  # another worker, same table
+    second = await sequence(make_analyzer(make_settings(**cache_settings)), data)  # another worker, same table
     assert len(aoai.requests) == 3
     assert [i["cached"] for i in second["images"]] == [True, True]
     assert second["synthesis_meta"]["cached"] is True and second["cached"] is True
     assert second["synthesis"] == first["synthesis"] and second["usage"] == first["usage"]
-    await sequence(analyzer_for(make_settings(**cache_settings)), [*data, images["chelsea"]])
+    await sequence(make_analyzer(make_settings(**cache_settings)), [*data, images["chelsea"]])
     assert len(aoai.requests) == 5  # one new image analysis and a new synthesis; the two others cached
 
 
 @pytest.mark.azurite
-async def test_compare_is_cached_over_all_images_in_order(make_settings, cache_settings, analyzer_for, aoai, images):
-    analyzer = analyzer_for(make_settings(**cache_settings))
+async def test_compare_is_cached_over_all_images_in_order(make_settings, cache_settings, make_analyzer, aoai, images):
+    analyzer = make_analyzer(make_settings(**cache_settings))
     pair = [images["motorcycle_left"], images["motorcycle_right"]]
     first = await compare(analyzer, pair, detail="low")
     again = await compare(analyzer, list(pair), detail="low")
@@ -202,8 +182,8 @@ def _files(*blobs: bytes) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("file", (f"{i}.png", blob, "image/png")) for i, blob in enumerate(blobs, 1)]
 
 
-async def test_http_compare_with_several_file_fields(make_settings, client_for, aoai, images):
-    client = await client_for(make_settings())
+async def test_http_compare_with_several_file_fields(make_settings, make_client, aoai, images):
+    client = await make_client(make_settings())
     response = await client.post("/api/compare", files=_files(images["motorcycle_left"], images["chelsea"]),
                                  data={"prompt": "Same?", "detail": "low"})
     assert response.status_code == 200, response.text
@@ -213,17 +193,17 @@ async def test_http_compare_with_several_file_fields(make_settings, client_for, 
     assert aoai.requests[0].text.startswith("Same?\n[Image 1]\n[Image 2]")
 
 
-async def test_http_sequence(make_settings, client_for, aoai, images):
+async def test_http_sequence(make_settings, make_client, aoai, images):
     aoai.set_responder(_synthesis_responder)
-    client = await client_for(make_settings())
+    client = await make_client(make_settings())
     response = await client.post("/api/sequence?detail=low", files=_files(images["motorcycle_left"],
                                                                          images["motorcycle_right"]))
     assert response.status_code == 200, response.text
     assert response.json()["synthesis"] == SYNTHESIS and len(aoai.requests) == 3
 
 
-async def test_http_too_many_images_is_400(make_settings, client_for, aoai, images):
-    client = await client_for(make_settings(VISION_MAX_IMAGES="2"))
+async def test_http_too_many_images_is_400(make_settings, make_client, aoai, images):
+    client = await make_client(make_settings(VISION_MAX_IMAGES="2"))
     for count in (3, 6):
         response = await client.post("/api/compare", files=_files(*[images["chelsea"]] * count))
         assert response.status_code == 400, response.text
@@ -233,8 +213,8 @@ async def test_http_too_many_images_is_400(make_settings, client_for, aoai, imag
     assert aoai.requests == []
 
 
-async def test_http_total_bytes_is_413_declared_or_streamed(make_settings, client_for, aoai, images):
-    client = await client_for(make_settings(VISION_MAX_TOTAL_BYTES="1000000"))
+async def test_http_total_bytes_is_413_declared_or_streamed(make_settings, make_client, aoai, images):
+    client = await make_client(make_settings(VISION_MAX_TOTAL_BYTES="1000000"))
     files = _files(images["motorcycle_left"], images["motorcycle_right"])
     declared = await client.post("/api/compare", files=files)
     assert declared.status_code == 413 and declared.json()["type"] == "/problems/payload-too-large"
@@ -255,8 +235,8 @@ async def test_http_total_bytes_is_413_declared_or_streamed(make_settings, clien
     assert aoai.requests == []
 
 
-async def test_http_one_image_too_large_is_413_naming_it(make_settings, client_for, aoai, images):
-    client = await client_for(make_settings(VISION_MAX_IMAGE_BYTES="300000"))
+async def test_http_one_image_too_large_is_413_naming_it(make_settings, make_client, aoai, images):
+    client = await make_client(make_settings(VISION_MAX_IMAGE_BYTES="300000"))
     response = await client.post("/api/compare", files=_files(images["chelsea"], images["motorcycle_left"]))
     assert response.status_code == 413 and response.json()["image"] == 2
 
