@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from shared import local_engine as le
 from shared import local_extract as lx
+from shared import local_values as lv
 from shared.local_engine import TextBox
 from tests.conftest import encode
 
@@ -241,13 +242,13 @@ def test_reading_order_groups_lines_by_vertical_overlap():
     ("INV-2024-0042", None), ("no date here", None),
 ])
 def test_parse_date(text, expected):
-    assert lx.parse_date(text) == expected
+    assert lv.parse_date(text) == expected
 
 
 def test_ambiguous_slash_dates_follow_the_page():
-    assert lx.date_order(["Date: 03/15/2024", "Due 04/05/2024"]) is False
-    assert lx.parse_date("04/05/2024", day_first=False) == "2024-04-05"
-    assert lx.date_order(["15/03/2024"]) is True and lx.date_order(["2024-03-15"]) is None
+    assert lv.date_order(["Date: 03/15/2024", "Due 04/05/2024"]) is False
+    assert lv.parse_date("04/05/2024", day_first=False) == "2024-04-05"
+    assert lv.date_order(["15/03/2024"]) is True and lv.date_order(["2024-03-15"]) is None
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -255,13 +256,13 @@ def test_ambiguous_slash_dates_follow_the_page():
     ("Tax (20%) 20.00", 20.0), ("20%", None), ("INV-2024-0042", None), ("2024-03-15", None), ("CHF 1'050.00", 1050.0),
 ])
 def test_parse_amount(text, expected):
-    assert lx.parse_amount(text) == expected
+    assert lv.parse_amount(text) == expected
 
 
 def test_currency_needs_one_unambiguous_name():
-    assert lx.find_currency([box("Total €120.00", 0, 0)])[0] == "EUR"
-    assert lx.find_currency([box("Total $120.00", 0, 0)]) == (None, None)
-    assert lx.find_currency([box("EUR", 0, 0), box("USD", 0, 50)]) == (None, None)
+    assert lv.find_currency([box("Total €120.00", 0, 0)])[0] == "EUR"
+    assert lv.find_currency([box("Total $120.00", 0, 0)]) == (None, None)
+    assert lv.find_currency([box("EUR", 0, 0), box("USD", 0, 50)]) == (None, None)
 
 
 def test_table_from_synthetic_boxes_merges_split_cells_and_skips_captions():
