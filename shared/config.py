@@ -92,6 +92,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VISION_WATCH_INTERVAL_SECONDS", "5", "Polling interval of python -m shared watch"),
 )
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+DEFAULTS: dict[str, str | None] = {s.name: s.default for s in SETTINGS}
 
 
 def _truthy(name: str, value: str) -> bool:
@@ -180,10 +181,10 @@ class Settings:
         """Validate raw string settings; raise :class:`ConfigError` naming the first bad one."""
 
         def get(name: str) -> str | None:
+            """The trimmed value, else the documented default (from :data:`SETTINGS`, the one place)."""
             raw = values.get(name)
             if raw is None or not str(raw).strip():
-                default = next(s.default for s in SETTINGS if s.name == name)
-                return default
+                return DEFAULTS[name]
             return str(raw).strip()
 
         endpoint = get("AZURE_OPENAI_ENDPOINT")
@@ -208,11 +209,11 @@ class Settings:
             table_uri = _url("AzureWebJobsStorage__tableServiceUri", table_uri)
         elif account:
             table_uri = f"https://{account}.table.core.windows.net"
-        quality = _positive_int("VISION_JPEG_QUALITY", get("VISION_JPEG_QUALITY") or "85")
+        quality = _positive_int("VISION_JPEG_QUALITY", get("VISION_JPEG_QUALITY"))
         if quality > 95:
             raise ConfigError("VISION_JPEG_QUALITY", f"must be at most 95, got {quality}")
-        max_output = _positive_int("VISION_MAX_OUTPUT_TOKENS", get("VISION_MAX_OUTPUT_TOKENS") or "4096")
-        default_max = _positive_int("VISION_DEFAULT_MAX_TOKENS", get("VISION_DEFAULT_MAX_TOKENS") or "1000")
+        max_output = _positive_int("VISION_MAX_OUTPUT_TOKENS", get("VISION_MAX_OUTPUT_TOKENS"))
+        default_max = _positive_int("VISION_DEFAULT_MAX_TOKENS", get("VISION_DEFAULT_MAX_TOKENS"))
         if default_max > max_output:
             raise ConfigError("VISION_DEFAULT_MAX_TOKENS", f"must not exceed VISION_MAX_OUTPUT_TOKENS ({max_output})")
         model_table = get("VISION_MODEL_TABLE")
@@ -223,17 +224,17 @@ class Settings:
                 raise ConfigError("VISION_MODEL_TABLE", f"is not valid JSON: {exc.msg}") from None
             if not isinstance(parsed, dict):
                 raise ConfigError("VISION_MODEL_TABLE", "must be a JSON object keyed by model name")
-        provider = (get("VISION_PROVIDER") or "auto").lower()
+        provider = (get("VISION_PROVIDER")).lower()
         if provider not in PROVIDERS:
             raise ConfigError("VISION_PROVIDER", f"must be one of {', '.join(PROVIDERS)}; got {provider!r}")
         if provider == "azure_openai" and not endpoint:
             raise ConfigError("AZURE_OPENAI_ENDPOINT", "is required when VISION_PROVIDER is azure_openai")
         if provider == "openai_compatible" and not base_url:
             raise ConfigError("OPENAI_BASE_URL", "is required when VISION_PROVIDER is openai_compatible")
-        fallback = (get("VISION_LOCAL_FALLBACK") or "pipeline").lower()
+        fallback = (get("VISION_LOCAL_FALLBACK")).lower()
         if fallback not in FALLBACKS:
             raise ConfigError("VISION_LOCAL_FALLBACK", f"must be one of {', '.join(FALLBACKS)}; got {fallback!r}")
-        blob_source = get("VISION_BLOB_SOURCE") or "EventGrid"
+        blob_source = get("VISION_BLOB_SOURCE")
         if blob_source not in BLOB_SOURCES:
             raise ConfigError("VISION_BLOB_SOURCE", f"must be one of {', '.join(BLOB_SOURCES)}; got {blob_source!r}")
         containers = {}
@@ -251,9 +252,9 @@ class Settings:
         return cls(
             provider=provider,
             local_fallback=fallback,
-            max_images=_positive_int("VISION_MAX_IMAGES", get("VISION_MAX_IMAGES") or "10", minimum=2),
-            max_total_bytes=_positive_int("VISION_MAX_TOTAL_BYTES", get("VISION_MAX_TOTAL_BYTES") or "1"),
-            max_image_tokens=_positive_int("VISION_MAX_IMAGE_TOKENS", get("VISION_MAX_IMAGE_TOKENS") or "1"),
+            max_images=_positive_int("VISION_MAX_IMAGES", get("VISION_MAX_IMAGES"), minimum=2),
+            max_total_bytes=_positive_int("VISION_MAX_TOTAL_BYTES", get("VISION_MAX_TOTAL_BYTES")),
+            max_image_tokens=_positive_int("VISION_MAX_IMAGE_TOKENS", get("VISION_MAX_IMAGE_TOKENS")),
             images_connection_string=get("VISION_IMAGES_STORAGE"),
             images_blob_service_uri=blob_uri,
             input_container=containers["VISION_INPUT_CONTAINER"],
@@ -261,34 +262,34 @@ class Settings:
             quarantine_container=containers["VISION_QUARANTINE_CONTAINER"],
             schemas_container=containers["VISION_SCHEMAS_CONTAINER"],
             blob_source=blob_source,
-            max_attempts=_positive_int("VISION_MAX_ATTEMPTS", get("VISION_MAX_ATTEMPTS") or "5"),
-            claim_seconds=_positive_int("VISION_CLAIM_SECONDS", get("VISION_CLAIM_SECONDS") or "600"),
+            max_attempts=_positive_int("VISION_MAX_ATTEMPTS", get("VISION_MAX_ATTEMPTS")),
+            claim_seconds=_positive_int("VISION_CLAIM_SECONDS", get("VISION_CLAIM_SECONDS")),
             watch_interval_seconds=_positive_int(
-                "VISION_WATCH_INTERVAL_SECONDS", get("VISION_WATCH_INTERVAL_SECONDS") or "5"
+                "VISION_WATCH_INTERVAL_SECONDS", get("VISION_WATCH_INTERVAL_SECONDS")
             ),
             azure_openai_endpoint=endpoint,
             azure_openai_api_key=get("AZURE_OPENAI_API_KEY"),
             azure_openai_deployment=deployment,
             azure_openai_api_version=get("AZURE_OPENAI_API_VERSION") or DEFAULT_API_VERSION,
-            model=get("AZURE_OPENAI_MODEL") or "gpt-4o",
+            model=get("AZURE_OPENAI_MODEL"),
             openai_base_url=base_url,
             openai_api_key=get("OPENAI_API_KEY"),
             openai_model=openai_model,
             storage_connection_string=get("AzureWebJobsStorage"),
             table_service_uri=table_uri,
-            cache_enabled=_truthy("VISION_CACHE_ENABLED", get("VISION_CACHE_ENABLED") or "true"),
-            cache_table=get("VISION_CACHE_TABLE") or "visioncache",
-            cache_container=get("VISION_CACHE_CONTAINER") or "vision-cache",
-            cache_ttl_seconds=_positive_int("VISION_CACHE_TTL_SECONDS", get("VISION_CACHE_TTL_SECONDS") or "1"),
-            max_image_bytes=_positive_int("VISION_MAX_IMAGE_BYTES", get("VISION_MAX_IMAGE_BYTES") or "1"),
-            max_image_pixels=_positive_int("VISION_MAX_IMAGE_PIXELS", get("VISION_MAX_IMAGE_PIXELS") or "1"),
+            cache_enabled=_truthy("VISION_CACHE_ENABLED", get("VISION_CACHE_ENABLED")),
+            cache_table=get("VISION_CACHE_TABLE"),
+            cache_container=get("VISION_CACHE_CONTAINER"),
+            cache_ttl_seconds=_positive_int("VISION_CACHE_TTL_SECONDS", get("VISION_CACHE_TTL_SECONDS")),
+            max_image_bytes=_positive_int("VISION_MAX_IMAGE_BYTES", get("VISION_MAX_IMAGE_BYTES")),
+            max_image_pixels=_positive_int("VISION_MAX_IMAGE_PIXELS", get("VISION_MAX_IMAGE_PIXELS")),
             max_output_tokens=max_output,
             default_max_tokens=default_max,
             model_timeout_seconds=float(
-                _positive_int("VISION_MODEL_TIMEOUT_SECONDS", get("VISION_MODEL_TIMEOUT_SECONDS") or "60")
+                _positive_int("VISION_MODEL_TIMEOUT_SECONDS", get("VISION_MODEL_TIMEOUT_SECONDS"))
             ),
             model_max_retries=_positive_int(
-                "VISION_MODEL_MAX_RETRIES", get("VISION_MODEL_MAX_RETRIES") or "2", minimum=0
+                "VISION_MODEL_MAX_RETRIES", get("VISION_MODEL_MAX_RETRIES"), minimum=0
             ),
             jpeg_quality=quality,
             model_table_json=model_table,
