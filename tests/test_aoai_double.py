@@ -23,14 +23,8 @@ PNG_URL = "data:image/png;base64," + base64.b64encode(PNG_1X1).decode()
 PROMPT = "Describe the image for an accessibility caption, please."
 
 
-# Local versions of the conftest fixtures: this module makes invalid requests on purpose, so its ``aoai``
+# This module makes invalid requests on purpose, so its ``aoai`` (on the session's double from conftest)
 # does not assert ``validation_errors == []`` on teardown the way the shared one does.
-@pytest.fixture(scope="session")
-def aoai_double_server():
-    with AzureOpenAIDouble() as double:
-        yield double
-
-
 @pytest.fixture
 def aoai(aoai_double_server):
     aoai_double_server.reset()
