@@ -92,6 +92,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VISION_WATCH_INTERVAL_SECONDS", "5", "Polling interval of python -m shared watch"),
 )
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
+# Settings the Azure deployment (infra/) deliberately leaves unset. Keys and connection strings are for
+# local work only (in Azure every connection is Entra ID: the __accountName / __blobServiceUri forms), the
+# OpenAI-compatible server is an alternative to Azure OpenAI, and the model table is an optional override.
+# Every other setting is either set by infra/app/function.bicep or has a default here; tests/test_infra.py
+# holds the templates to that.
+UNSET_IN_AZURE = frozenset({
+    "AZURE_OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL",
+    "AzureWebJobsStorage", "AzureWebJobsStorage__tableServiceUri", "VISION_IMAGES_STORAGE", "VISION_MODEL_TABLE",
+})
 DEFAULTS: dict[str, str | None] = {s.name: s.default for s in SETTINGS}
 
 
