@@ -1,11 +1,10 @@
-"""Azure Functions entry point: wiring only. The HTTP API lives in shared.api, the blob flow in shared.pipeline."""
+"""Azure Functions entry point: wiring only. The HTTP API lives in shared.http, the blob flow in shared.blob."""
 
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from shared.api import app as api
-from shared.pipeline import handle_blob_event
-from shared.trigger import blob_source, images_connection, input_path
+from shared.blob.trigger import blob_source, handle_blob_event, images_connection, input_path
+from shared.http.app import app as api
 
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.FUNCTION)
 

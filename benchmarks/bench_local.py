@@ -1,4 +1,4 @@
-"""Benchmark the offline engine (``shared.local_engine``, ``shared.local_extract``): load time, seconds a page.
+"""Benchmark the offline engine (``shared.offline.engine``, ``shared.offline.documents``): load time, seconds a page.
 
 Why: the ``local`` provider is what a fresh clone runs, and OCR is CPU-bound; these figures say what a
 request costs in latency on a given machine, and whether a Consumption-plan Function (1 vCPU per
@@ -43,10 +43,10 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared import local_engine, local_extract  # noqa: E402
 from shared.imaging import prepare_image  # noqa: E402
-from shared.local_provider import LocalProvider  # noqa: E402
-from shared.providers import VisionRequest  # noqa: E402
+from shared.offline import documents, engine  # noqa: E402
+from shared.providers.base import VisionRequest  # noqa: E402
+from shared.providers.local import LocalProvider  # noqa: E402
 
 PROSE = ("the quick brown fox jumps over a lazy dog while invoices tables and receipts are read offline "
          "by a small engine that never calls the network total amount due date reference number")
@@ -118,7 +118,7 @@ def main() -> None:
 
     imported = time.perf_counter() - started
     started = time.perf_counter()
-    local_engine.get_engine()
+    engine.get_engine()
     built = time.perf_counter() - started
     built_rss = peak_rss_mib()
 
@@ -130,12 +130,12 @@ def main() -> None:
     request = VisionRequest(prompt="Describe this image", images=(prepared_a4,), max_tokens=1, task="ocr")
 
     cases: list[tuple[str, str, Callable[[], object]]] = [
-        ("A4 text page, 150 dpi", "1240x1754", lambda: local_engine.reading_order(local_engine.ocr(a4))),
+        ("A4 text page, 150 dpi", "1240x1754", lambda: engine.reading_order(engine.ocr(a4))),
         ("A4 text page, 300 dpi, prepared (high)", f"{a4_300.width}x{a4_300.height}",
-         lambda: local_engine.reading_order(local_engine.ocr(a4_300.data))),
+         lambda: engine.reading_order(engine.ocr(a4_300.data))),
         ("invoice + invoice_from_boxes", "1240x1100",
-         lambda: local_extract.invoice_from_boxes(local_engine.ocr(invoice))[0]),
-        ("corpus page.png", "384x191", lambda: local_engine.reading_order(local_engine.ocr(corpus))),
+         lambda: documents.invoice_from_boxes(engine.ocr(invoice))[0]),
+        ("corpus page.png", "384x191", lambda: engine.reading_order(engine.ocr(corpus))),
         ("provider, A4 150 dpi, task=ocr", f"{prepared_a4.width}x{prepared_a4.height}",
          lambda: asyncio.run(provider.complete(request)).text.splitlines()),
     ]

@@ -1,5 +1,5 @@
-"""``python -m shared``: the command-line interface (see :mod:`shared.cli`)."""
+"""``python -m shared``: the command-line interface (see :mod:`shared.cli.main`)."""
 
-from shared.cli import main
+from shared.cli.main import main
 
 raise SystemExit(main())

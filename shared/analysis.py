@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from shared.cache import AnswerCache, cache_key
-from shared.config import DEFAULT_PROMPT, Settings
+from shared.config import Settings
 from shared.errors import (
     InvalidParameter,
     ModelError,
@@ -31,21 +31,12 @@ from shared.errors import (
     UnsupportedImage,
 )
 from shared.imaging import PreparedImage, image_size, prepare_image, select_detail_level
-from shared.providers import Completion, Provider, Usage, VisionRequest
+from shared.providers.base import Completion, Provider, Usage, VisionRequest
+from shared.tasks import DEFAULT_PROMPT, DETAILS, TASKS
 from shared.tokens import estimate_cost, get_model_spec, load_model_overrides
 
 log = logging.getLogger(__name__)
 
-DETAILS = ("low", "high", "auto")
-TASKS = (
-    "describe",
-    "ocr",
-    "table_extraction",
-    "detailed_analysis",
-    "classification",
-    "object_detection",
-    "quick_summary",
-)
 MAX_PROMPT_CHARS = 8000
 
 
@@ -272,16 +263,3 @@ def image_info(prepared: PreparedImage, data: bytes) -> dict[str, Any]:
 
 def _elapsed_ms(started: float) -> int:
     return round((time.perf_counter() - started) * 1000)
-
-
-def build_analyzer(settings: Settings, *, http_client: Any = None) -> Analyzer:
-    """An :class:`Analyzer` wired from settings: the provider they name and the cache, if enabled."""
-    from shared.providers import build_provider
-
-    cache = AnswerCache.from_settings(settings) if settings.cache_enabled else None
-    fallback = None
-    if settings.local_fallback != "off" and settings.model_provider is not None:
-        from shared.local_provider import LocalProvider
-
-        fallback = LocalProvider()
-    return Analyzer(settings, build_provider(settings, http_client=http_client), cache, fallback)

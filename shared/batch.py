@@ -1,7 +1,7 @@
 """``python -m shared batch DIR --out results.jsonl``: every file of a folder into a JSON Lines file.
 
-The user-facing contract (line shape, resume rules, exit codes) is ``_DESCRIPTION`` below, the help.
-Why it is built this way:
+The user-facing contract (line shape, resume rules, exit codes) is the help of the CLI command
+(:mod:`shared.cli.batch`). Why it is built this way:
 
 * Streaming, so a folder of any size fits: a lazy directory walk feeds a bounded queue of paths
   (``2 * concurrency``); ``concurrency`` workers each read one file in a thread (refusing, unread,
@@ -17,7 +17,6 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -27,20 +26,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import islice, takewhile
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
-from shared.analysis import DETAILS, TASKS, AnalysisOptions, Analyzer, parse_max_tokens, validate_options
-from shared.config import DEFAULT_PROMPT, load_settings, settings_help
+from shared.analysis import AnalysisOptions, Analyzer, validate_options
 from shared.errors import ContentFiltered, InputError, ModelNotConfigured, PayloadTooLarge, VisionError
 
 log = logging.getLogger(__name__)
 
-EXIT_FAILURES = 4
 FSYNC_EVERY = 16  # lines; flush() already survives a process crash, fsync bounds loss on power failure
 _WALK_CHUNK = 64  # names pulled from the directory walk per thread hop
 
@@ -287,62 +284,3 @@ async def run_batch(analyzer: Analyzer, folder: Path, out_path: Path, options: A
         bar.close()
     summary.elapsed_seconds = round(time.perf_counter() - started, 3)
     return summary
-
-
-async def _handle(args: argparse.Namespace) -> int:
-    from shared.analysis import build_analyzer
-
-    if args.concurrency < 1:
-        raise InputError(f"--concurrency must be at least 1; got {args.concurrency}")
-    options = AnalysisOptions(prompt=args.prompt, detail=args.detail, task=args.task,
-                              max_tokens=parse_max_tokens(args.max_tokens))
-    analyzer = build_analyzer(load_settings())
-    try:
-        summary = await run_batch(analyzer, Path(args.dir), Path(args.out), options,
-                                  concurrency=args.concurrency, resume=args.resume, recursive=args.recursive,
-                                  overwrite=args.overwrite, progress=not args.quiet)
-    finally:
-        await analyzer.aclose()
-    print(summary.line(), file=sys.stderr)
-    if args.json_summary:
-        print(json.dumps(asdict(summary)))
-    return EXIT_FAILURES if summary.failed else 0
-
-
-_DESCRIPTION = """\
-Analyse every non-hidden file of DIR; each gets one JSON line in --out:
-  {"id": "sub/cat.png", "path": ..., "success": true, "result": {...}}
-  {"id": "notes.txt", "path": ..., "success": false, "error": {"type", "title", "status", "detail"}}
-Files are not filtered by extension: non-images get a failed line (415 or 422).
-
---resume skips files whose line is a success or a terminal failure (bad input, content filter)
-and retries the rest (throttling, timeouts, model errors). Without --resume an existing --out is
-refused unless --overwrite is given.
-
-Exit codes: 0 every file succeeded, 4 some failed (see their lines), 1 configuration error,
-2 bad input or usage, 3 no model configured, 130 interrupted (the file stays valid: --resume).
-"""
-
-
-def add_batch_parser(subparsers: Any) -> None:
-    """Register ``batch`` on the CLI's subparsers; its handler is async and returns the exit code."""
-    batch = subparsers.add_parser(
-        "batch", help="analyse every file of a folder into a JSON Lines file (resumable)",
-        description=_DESCRIPTION, epilog=settings_help(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    batch.add_argument("dir", help="folder of images (every non-hidden file is tried; non-images fail)")
-    batch.add_argument("--out", required=True, help="JSON Lines file to write, one line per file")
-    batch.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"question about each image [{DEFAULT_PROMPT!r}]")
-    batch.add_argument("--detail", choices=DETAILS, help="image detail; chosen from task and size when absent")
-    batch.add_argument("--task", choices=TASKS, help="what the analysis is for; steers the detail choice")
-    batch.add_argument("--max-tokens", help="upper bound of each answer's length in tokens")
-    batch.add_argument("--concurrency", type=int, default=4, help="images analysed at once [4]")
-    existing = batch.add_mutually_exclusive_group()
-    existing.add_argument("--resume", action="store_true",
-                          help="continue --out: skip successes and terminal failures, retry transient ones")
-    existing.add_argument("--overwrite", action="store_true", help="replace an existing --out")
-    batch.add_argument("--recursive", action="store_true", help="descend into subfolders (not hidden ones)")
-    batch.add_argument("--json-summary", action="store_true", help="print the summary as JSON on stdout")
-    batch.add_argument("--quiet", action="store_true", help="no progress bar")
-    batch.set_defaults(handler=_handle)

@@ -284,11 +284,13 @@ class AnswerCache:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, credential: TokenCredential | None = None
+        cls, settings: Settings, *, credential: Callable[[], TokenCredential] | None = None
     ) -> AnswerCache | None:
         """From ``AzureWebJobsStorage`` or, keyless, ``AzureWebJobsStorage__tableServiceUri``.
 
-        None (logged) when neither is set, so the CLI works without storage.
+        Keyless access uses the credential ``credential()`` makes (see
+        :func:`shared.services.default_credential`). None (logged) when neither setting is
+        there, so the CLI works without storage.
         """
         options = {"table_name": settings.cache_table, "container_name": settings.cache_container,
                    "ttl_seconds": settings.cache_ttl_seconds}
@@ -299,10 +301,8 @@ class AnswerCache:
                 raise ConfigError("AzureWebJobsStorage", "is not a valid storage connection string") from None
         if settings.table_service_uri:
             if credential is None:
-                from azure.identity import DefaultAzureCredential
-
-                credential = DefaultAzureCredential()
-            return cls.from_endpoint(settings.table_service_uri, credential, **options)
+                raise ConfigError("AzureWebJobsStorage__tableServiceUri", "keyless access needs an Entra ID credential")
+            return cls.from_endpoint(settings.table_service_uri, credential(), **options)
         logger.info("answer cache off: neither AzureWebJobsStorage nor its __tableServiceUri is set")
         return None
 

@@ -23,7 +23,6 @@ from urllib.parse import urlparse
 from shared.errors import ConfigError
 
 DEFAULT_API_VERSION = "2024-10-21"
-DEFAULT_PROMPT = "Describe this image"
 MB = 1024 * 1024
 
 

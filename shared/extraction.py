@@ -36,30 +36,26 @@ Results are cached like analyses; the key includes the schema hash, so another s
 
 from __future__ import annotations
 
-import argparse
 import functools
 import hashlib
 import json
 import re
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any, Literal
 
 from openai.lib import type_to_response_format_param
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.analysis import DETAILS, AnalysisOptions, Analyzer, parse_max_tokens, validate_options
-from shared.config import settings_help
-from shared.errors import InputError, InvalidParameter, ModelBadResponse
-from shared.providers import Completion, Usage, VisionRequest
+from shared.analysis import AnalysisOptions, Analyzer, validate_options
+from shared.errors import InvalidParameter, ModelBadResponse
+from shared.providers.base import Completion, Usage, VisionRequest
 from shared.schemas import compile_schema
+from shared.tasks import EXTRACTION_KINDS
 
-KINDS = ("invoice", "table", "schema")
 EXTRACTION_MAX_TOKENS = 2000
 MAX_RAW_REPLY_CHARS = 8000
 _RESULT_FIELDS = ("model", "deployment", "provider", "detail", "usage", "estimated_cost_usd", "image", "cached")
@@ -341,8 +337,8 @@ class _Target:
 
 
 def _target(kind: str, schema: dict[str, Any] | None) -> _Target:
-    if kind not in KINDS:
-        raise InvalidParameter("kind", f"must be one of {', '.join(KINDS)}; got {kind!r}")
+    if kind not in EXTRACTION_KINDS:
+        raise InvalidParameter("kind", f"must be one of {', '.join(EXTRACTION_KINDS)}; got {kind!r}")
     if kind != "schema":
         if schema is not None:
             raise InvalidParameter("schema", f"is only for kind 'schema', not {kind!r}")
@@ -394,63 +390,3 @@ async def extract(
 
     result = await analyzer.cached(key, compute)
     return {**result, "latency_ms": round((time.perf_counter() - started) * 1000)}
-
-
-def read_file(path: str) -> bytes:
-    """A file's bytes for the CLI; an unreadable path is the caller's input error (exit 2)."""
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def load_schema_file(path: str) -> dict[str, Any]:
-    try:
-        document = json.loads(read_file(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidParameter("schema", f"{path} is not JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise InvalidParameter("schema", f"{path} must hold a JSON object")
-    return document
-
-
-async def _cli_extract(args: argparse.Namespace) -> int:
-    from shared.analysis import build_analyzer
-    from shared.config import load_settings
-
-    if args.kind == "schema" and not args.schema:
-        raise InvalidParameter("schema", "--schema FILE is required for 'extract schema'")
-    schema = load_schema_file(args.schema) if args.schema else None
-    data = read_file(args.image)
-    analyzer = build_analyzer(load_settings())
-    try:
-        result = await extract(analyzer, data, args.kind, schema=schema, prompt=args.prompt, detail=args.detail,
-                               max_tokens=parse_max_tokens(args.max_tokens))
-    except ExtractionFailed as exc:
-        print("validation errors:\n" + "\n".join(f"  {e}" for e in exc.errors), file=sys.stderr)
-        print(f"raw reply:\n{exc.raw_reply}", file=sys.stderr)
-        raise
-    finally:
-        await analyzer.aclose()
-    print(json.dumps(result if args.json else result["data"], indent=2, ensure_ascii=False))
-    if not args.json:
-        for warning in result["warnings"]:
-            print(f"warning: {warning['code']} ({warning['field']}): {warning['message']}", file=sys.stderr)
-    return 0
-
-
-def add_extract_parser(commands: Any) -> None:
-    """Register ``extract invoice|table|schema IMAGE``; the handler is async and returns the exit code."""
-    parser = commands.add_parser(
-        "extract", help="extract an invoice, a table or any JSON Schema from an image, as validated JSON",
-        description="Prints the data as JSON on stdout and warnings on stderr (--json: the whole result).",
-        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("kind", choices=KINDS, help="what to extract")
-    parser.add_argument("image", help="path of the image file")
-    parser.add_argument("--schema", help="JSON Schema file (required for 'schema')")
-    parser.add_argument("--prompt", help="instructions instead of the default for the kind")
-    parser.add_argument("--detail", choices=DETAILS, help="image detail [high]")
-    parser.add_argument("--max-tokens", help=f"upper bound of the answer in tokens [{EXTRACTION_MAX_TOKENS}]")
-    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
-    parser.set_defaults(handler=_cli_extract)

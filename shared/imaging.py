@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from PIL import Image, UnidentifiedImageError
 
 from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter, UnsupportedImage
+from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
 from shared.tokens import ModelSpec, estimate_image_tokens
 
 DETAIL_MAX_SIDE = {"low": 512, "high": 2048, "auto": 1024}
@@ -57,8 +58,6 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_JPEG_QUALITY = 85
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
-HIGH_DETAIL_TASKS = frozenset({"ocr", "table_extraction", "detailed_analysis"})
-LOW_DETAIL_TASKS = frozenset({"classification", "object_detection", "quick_summary"})
 LOW_DETAIL_BELOW = 768  # both sides under this: the 512px low-detail view loses little
 HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying for
 

@@ -26,10 +26,8 @@ summed over all parts; a cached part reports what it cost when it was made.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,12 +35,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared.analysis import DETAILS, AnalysisOptions, Analyzer, image_info, parse_max_tokens, validate_options
-from shared.config import DEFAULT_PROMPT, MB, settings_help
+from shared.analysis import AnalysisOptions, Analyzer, image_info, validate_options
+from shared.config import MB
 from shared.errors import InvalidParameter, NotSupported, PayloadTooLarge, VisionError
-from shared.extraction import ask_structured, default_max_tokens, model_format, pydantic_check, read_file
+from shared.extraction import ask_structured, default_max_tokens, model_format, pydantic_check
 from shared.imaging import DETAIL_MAX_SIDE, PreparedImage, image_size, select_detail_level, target_size
-from shared.providers import Usage, VisionRequest
+from shared.providers.base import Usage, VisionRequest
+from shared.tasks import DEFAULT_PROMPT
 from shared.tokens import estimate_image_tokens
 
 SEQUENCE_CONCURRENCY = 4
@@ -231,38 +230,3 @@ async def sequence(analyzer: Analyzer, images: list[bytes], prompt: str | None =
         "estimated_cost_usd": round(sum(p["estimated_cost_usd"] for p in parts), 6),
         "cached": all(p["cached"] for p in parts), "latency_ms": _elapsed_ms(started),
     }
-
-
-async def _cli_compare(args: argparse.Namespace) -> int:
-    from shared.analysis import build_analyzer
-    from shared.config import load_settings
-
-    images = [read_file(path) for path in args.images]
-    analyzer = build_analyzer(load_settings())
-    try:
-        result = await compare(analyzer, images, prompt=args.prompt, detail=args.detail,
-                               max_tokens=parse_max_tokens(args.max_tokens))
-    finally:
-        await analyzer.aclose()
-    if args.json:
-        print(json.dumps(result, indent=2, ensure_ascii=False))
-    else:
-        for label, path in zip(labels(len(images)), args.images, strict=True):
-            print(f"{label} {path}")
-        print()
-        print(result["analysis"])
-    return 0
-
-
-def add_compare_parser(commands: Any) -> None:
-    """Register ``compare IMAGE IMAGE...``; the handler is async and returns the exit code."""
-    parser = commands.add_parser(
-        "compare", help="compare 2..VISION_MAX_IMAGES images in one request, labelled [Image 1]...",
-        epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, in the order to label them")
-    parser.add_argument("--prompt", default=COMPARE_PROMPT, help=f"question about the images [{COMPARE_PROMPT!r}]")
-    parser.add_argument("--detail", choices=DETAILS, help="image detail; chosen per image from its size when absent")
-    parser.add_argument("--max-tokens", help="upper bound of the answer's length in tokens")
-    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
-    parser.set_defaults(handler=_cli_compare)

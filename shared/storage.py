@@ -7,6 +7,7 @@ table and blob SDKs disagree on how to read it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
@@ -14,6 +15,8 @@ from azure.storage.blob import BlobServiceClient, ExponentialRetry
 from shared.errors import ConfigError
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
     from shared.config import Settings
 
 # What ``UseDevelopmentStorage=true`` stands for: Azurite's default ports and its public,
@@ -33,10 +36,12 @@ def normalise_connection_string(connection_string: str) -> str:
     return DEV_CONNECTION_STRING if flags.get("usedevelopmentstorage") == "true" else connection_string
 
 
-def images_blob_service(settings: Settings, **options: Any) -> BlobServiceClient:
+def images_blob_service(settings: Settings, *, credential: Callable[[], TokenCredential] | None = None,
+                        **options: Any) -> BlobServiceClient:
     """The blob service holding the input, results and quarantine containers.
 
-    ``VISION_IMAGES_STORAGE`` (connection string) or its keyless ``__blobServiceUri``;
+    ``VISION_IMAGES_STORAGE`` (connection string) or its keyless ``__blobServiceUri`` (with the
+    credential ``credential()`` makes, see :func:`shared.services.default_credential`);
     otherwise the host's own ``AzureWebJobsStorage``. Retries are exponential and short
     enough for a blob trigger: storage hiccups are retried here, longer outages raise so
     the host redelivers.
@@ -47,7 +52,9 @@ def images_blob_service(settings: Settings, **options: Any) -> BlobServiceClient
     if settings.images_connection_string:
         return _from_connection_string("VISION_IMAGES_STORAGE", settings.images_connection_string, options)
     if settings.images_blob_service_uri:
-        return BlobServiceClient(settings.images_blob_service_uri, credential=_credential(), **options)
+        if credential is None:
+            raise ConfigError("VISION_IMAGES_STORAGE__blobServiceUri", "keyless access needs an Entra ID credential")
+        return BlobServiceClient(settings.images_blob_service_uri, credential=credential(), **options)
     if settings.storage_connection_string:
         return _from_connection_string("AzureWebJobsStorage", settings.storage_connection_string, options)
     raise ConfigError(
@@ -62,9 +69,3 @@ def _from_connection_string(setting: str, value: str, options: dict[str, Any]) -
         return BlobServiceClient.from_connection_string(normalise_connection_string(value), **options)
     except ValueError:
         raise ConfigError(setting, "is not a valid storage connection string") from None
-
-
-def _credential():
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential()

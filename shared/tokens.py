@@ -60,10 +60,10 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 from shared.errors import ConfigError, InvalidParameter
+from shared.tasks import DETAILS
 
 OVERRIDES_SETTING = "VISION_MODEL_TABLE"
 DEFAULT_MODEL = "gpt-4o"
-DETAILS = ("low", "high", "auto")
 
 TILE_SIZE = 512
 TILE_FIT_SIDE = 2048

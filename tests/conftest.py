@@ -10,8 +10,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from shared.api import create_app
 from shared.config import Settings
+from shared.http.app import create_app
 from tests.azurite import Azurite
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -104,7 +104,7 @@ async def make_client():
 @pytest.fixture
 async def make_analyzer():
     """Analyzers built from the given settings, closed after the test."""
-    from shared.analysis import build_analyzer
+    from shared.services import build_analyzer
 
     made = []
 

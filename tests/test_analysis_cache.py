@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from shared.analysis import AnalysisOptions, build_analyzer
+from shared.analysis import AnalysisOptions
+from shared.services import build_analyzer
 from tests.aoai_double import Reply
 from tests.azurite import free_port
 

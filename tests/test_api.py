@@ -263,7 +263,8 @@ async def test_health_checks_storage(make_settings, make_client, cache_settings)
 
 
 async def test_health_names_a_bad_setting(make_client):
-    from shared.api import Services, create_app
+    from shared.http.app import create_app
+    from shared.services import Services
 
     app = create_app()
     app.state.services = Services()

@@ -14,9 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from shared.analysis import AnalysisOptions, Analyzer, build_analyzer
-from shared.batch import EXIT_FAILURES, BatchSummary, add_batch_parser, iter_images, run_batch
+from shared.analysis import AnalysisOptions, Analyzer
+from shared.batch import BatchSummary, iter_images, run_batch
+from shared.cli.batch import add_batch_parser
+from shared.cli.exit_codes import EXIT_FAILURES
 from shared.errors import InputError, InvalidParameter, ModelNotConfigured
+from shared.services import build_analyzer
 from tests.aoai_double import Reply
 
 GOOD = ("astronaut.png", "chelsea.png", "rocket.jpg", "page.png", "no_time_for_that_tiny.gif")

@@ -272,7 +272,7 @@ def test_from_settings():
     assert (cache.table_name, cache.container_name, cache.ttl_seconds) == ("t1", "c-1", 60)
     assert AnswerCache.from_settings(Settings()) is None
     keyless = AnswerCache.from_settings(
-        Settings(table_service_uri="https://acct.table.core.windows.net"), credential=FakeCredential()
+        Settings(table_service_uri="https://acct.table.core.windows.net"), credential=FakeCredential
     )
     assert keyless is not None and keyless._container.url.startswith("https://acct.blob.core.windows.net/")
     with pytest.raises(ConfigError) as caught:

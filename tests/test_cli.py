@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from shared.cli import EXIT_CONFIG, EXIT_INPUT, EXIT_MODEL, EXIT_OK, main
+from shared.cli.exit_codes import EXIT_CONFIG, EXIT_INPUT, EXIT_MODEL, EXIT_OK
+from shared.cli.main import main
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -14,18 +14,18 @@ from pathlib import Path
 import pytest
 
 from shared.analysis import Analyzer
+from shared.cli.extract import add_extract_parser
 from shared.errors import ContentFiltered
 from shared.extraction import (
     ExtractionFailed,
     Invoice,
     TableGrid,
-    add_extract_parser,
     extract,
     invoice_warnings,
     model_format,
     table_from_grid,
 )
-from shared.providers import Completion, Provider, Usage, VisionRequest
+from shared.providers.base import Completion, Provider, Usage, VisionRequest
 from shared.schemas import schema_hash
 from tests.aoai_double import Reply
 

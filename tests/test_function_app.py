@@ -37,7 +37,7 @@ def test_blob_trigger_binding(indexed_functions):
 
 
 def test_trigger_parameters_follow_the_settings():
-    from shared.trigger import blob_source, images_connection, input_path
+    from shared.blob.trigger import blob_source, images_connection, input_path
 
     env = {"VISION_INPUT_CONTAINER": "uploads", "VISION_IMAGES_STORAGE__blobServiceUri": "https://a.blob.x",
            "VISION_BLOB_SOURCE": "LogsAndContainerScan"}
@@ -56,7 +56,8 @@ def test_host_json_route_prefix_is_empty():
 
 async def test_health_through_the_functions_asgi_adapter(make_settings, monkeypatch):
     """Invoke the FastAPI app as the Python worker does: an HttpRequest through AsgiMiddleware."""
-    from shared.api import Services, create_app
+    from shared.http.app import create_app
+    from shared.services import Services
 
     app = create_app(make_settings())
     middleware = func.AsgiMiddleware(app)
@@ -68,7 +69,7 @@ async def test_health_through_the_functions_asgi_adapter(make_settings, monkeypa
 
 
 async def test_analyze_through_the_functions_asgi_adapter(make_settings, aoai, corpus):
-    from shared.api import create_app
+    from shared.http.app import create_app
 
     app = create_app(make_settings())
     middleware = func.AsgiMiddleware(app)

@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from shared import local_engine as le
-from shared import local_extract as lx
-from shared import local_values as lv
-from shared.local_engine import TextBox
+from shared.offline import documents as lx
+from shared.offline import engine as le
+from shared.offline import forms
+from shared.offline import values as lv
+from shared.offline.engine import TextBox
 from tests.conftest import encode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -136,7 +137,7 @@ def test_invoice_fields_and_provenance(invoice_boxes):
 def test_schema_on_the_invoice_page_is_conservative(invoice_boxes):
     schema = {"properties": {"description": {"type": "string"}, "total": {"type": "number"},
                              "vat_no": {"type": "string"}, "due": {"type": "string", "format": "date"}}}
-    data, _ = lx.fill_schema_from_boxes(schema, invoice_boxes)
+    data, _ = forms.fill_schema_from_boxes(schema, invoice_boxes)
     # "Description" is a table header: its right neighbour "Qty" is not its value.
     assert data == {"description": None, "total": 120.0, "vat_no": "GB123456789", "due": "2024-04-15"}
 
@@ -200,7 +201,8 @@ def init(self, path_or_bytes, *args, **kwargs):
     return real_init(self, path_or_bytes, *args, **kwargs)
 onnxruntime.InferenceSession.__init__ = init
 
-from shared import local_engine, local_provider
+from shared.offline import engine as local_engine
+from shared.providers import local as local_provider  # importing it must not load the engine
 lazy = "rapidocr_onnxruntime" not in sys.modules and local_engine.model_files() == []
 lines = local_engine.reading_order(local_engine.ocr(open(sys.argv[1], "rb").read()))
 import rapidocr_onnxruntime
@@ -298,7 +300,7 @@ def test_fill_schema_matches_labels_and_coerces():
         "items": {"type": "array", "items": {"type": "string"}},
         "meta": {"anyOf": [{"type": "object"}, {"type": "null"}]},
     }}
-    data, provenance = lx.fill_schema_from_boxes(schema, boxes)
+    data, provenance = forms.fill_schema_from_boxes(schema, boxes)
     assert data == {"invoice_number": "A-17", "orderDate": "2024-03-15", "amount": 1250.0, "paid": True,
                     "pages": None, "colour": None, "customer": None, "items": [], "meta": None}
     assert provenance["amount"]["text"] == "1,250.00" and set(provenance) == {"invoice_number", "orderDate",
@@ -307,7 +309,7 @@ def test_fill_schema_matches_labels_and_coerces():
 
 def test_fill_schema_prefers_null_when_equal_labels_disagree():
     boxes = [box("Total: 10.00", 0, 0, width=300), box("Total: 12.00", 0, 100, width=300)]
-    assert lx.fill_schema_from_boxes({"properties": {"total": {"type": "number"}}}, boxes)[0] == {"total": None}
+    assert forms.fill_schema_from_boxes({"properties": {"total": {"type": "number"}}}, boxes)[0] == {"total": None}
 
 
 def test_image_facts_orientation_colours_and_safe_exif():

@@ -8,12 +8,13 @@ import pytest
 from PIL import Image
 
 from shared.analysis import AnalysisOptions, Analyzer
-from shared.config import DEFAULT_PROMPT, Settings
+from shared.config import Settings
 from shared.errors import NotSupported
 from shared.imaging import PreparedImage, prepare_image
-from shared.local_provider import LocalCompletion, LocalProvider, markdown_table
-from shared.pipeline import PREFIX_TASKS
-from shared.providers import Provider, VisionRequest
+from shared.offline.report import markdown_table
+from shared.providers.base import Provider, VisionRequest
+from shared.providers.local import LocalCompletion, LocalProvider
+from shared.tasks import DEFAULT_PROMPT, PREFIX_TASKS
 from tests.conftest import encode
 from tests.test_local_engine import TABLE, render_invoice, render_table, squeeze
 

@@ -81,7 +81,7 @@ async def test_pipeline_records_degraded_ocr_on_its_last_attempt(make_settings, 
     try:
         pipeline.ensure_containers()
         upload(pipeline, "ocr/outage.png", invoice_png)
-        from shared.pipeline import TransientFailure
+        from shared.blob.pipeline import TransientFailure
 
         with pytest.raises(TransientFailure):  # first attempt: the host should retry
             await pipeline.handle(pipeline.blob_client("ocr/outage.png"))

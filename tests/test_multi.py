@@ -9,8 +9,9 @@ import json
 import httpx
 import pytest
 
+from shared.cli.multi import add_compare_parser
 from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedImage
-from shared.multi import TotalTooLarge, add_compare_parser, compare, sequence
+from shared.multi import TotalTooLarge, compare, sequence
 from tests.aoai_double import Reply
 
 SYNTHESIS = {"common_themes": ["a motorcycle"], "changes": ["[Image 2] is seen from the right"],

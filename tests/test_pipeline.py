@@ -11,10 +11,10 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
-from shared.analysis import build_analyzer
+from shared.blob.jobs import plan_job, result_name
+from shared.blob.pipeline import BlobPipeline, TransientFailure
 from shared.errors import InvalidParameter
-from shared.pipeline import BlobPipeline, TransientFailure, plan_job, result_name
-from shared.services import Services
+from shared.services import Services, build_analyzer
 from tests.aoai_double import Reply
 from tests.conftest import encode
 

@@ -12,12 +12,11 @@ import pytest
 from azure.storage.blob import LinearRetry
 from PIL import Image
 
-from shared.analysis import build_analyzer
+from shared.blob.pipeline import BlobPipeline
+from shared.blob.watch import process, watch
 from shared.config import Settings
-from shared.pipeline import BlobPipeline
-from shared.services import Services
+from shared.services import Services, build_analyzer
 from shared.storage import images_blob_service
-from shared.watch import process, watch
 from tests.aoai_double import Reply
 from tests.azurite import Azurite
 from tests.conftest import encode
@@ -122,7 +121,7 @@ async def test_model_faults_then_recovery_lose_nothing(make_settings, storage_co
 
 @pytest.mark.timeout(300)
 async def test_azurite_restart_mid_run_resumes_and_completes(make_settings, aoai, tmp_path, caplog):
-    caplog.set_level(logging.INFO, logger="shared.watch")
+    caplog.set_level(logging.INFO, logger="shared.blob.watch")
     emulator = Azurite(location=str(tmp_path / "azurite")).start()
     settings = settings_for(make_settings, emulator.connection_string)
     # An impatient storage client, so the outage outlasts the SDK's own retries and reaches ours.

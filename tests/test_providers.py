@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
+from azure.core.credentials import AccessToken
 from PIL import Image
 
-from shared import providers
 from shared.errors import (
+    ConfigError,
     ContentFiltered,
     ModelBadResponse,
     ModelError,
@@ -17,7 +19,8 @@ from shared.errors import (
     ModelUnavailable,
 )
 from shared.imaging import prepare_image
-from shared.providers import UnconfiguredProvider, VisionRequest, build_provider
+from shared.providers.base import UnconfiguredProvider, VisionRequest
+from shared.providers.factory import build_provider
 from tests.aoai_double import Reply
 from tests.conftest import encode
 
@@ -71,23 +74,25 @@ async def test_openai_compatible_server(aoai, prepared):
     assert aoai.requests[0].body["model"] == "llava"
 
 
-async def test_entra_id_when_no_key(make_settings, aoai, prepared, monkeypatch):
+async def test_entra_id_when_no_key(make_settings, aoai, prepared):
     """Without a key the client asks azure-identity for a bearer token (faked here: no network)."""
     calls = []
 
-    def token_provider():
-        calls.append(1)
-        return "entra-token"
+    class FakeCredential:
+        def get_token(self, *scopes, **kwargs):
+            calls.append(scopes)
+            return AccessToken("entra-token", int(time.time()) + 3600)
 
-    monkeypatch.setattr(providers, "_entra_token_provider", lambda: token_provider)
     settings = make_settings(AZURE_OPENAI_API_KEY="")
-    provider = build_provider(settings)
+    with pytest.raises(ConfigError, match="AZURE_OPENAI_API_KEY"):  # keyless needs the credential handed in
+        build_provider(settings)
+    provider = build_provider(settings, credential=FakeCredential)
     assert provider.describe()["auth"] == "entra_id"
     try:
         await provider.complete(request_for(prepared))
     finally:
         await provider.aclose()
-    assert calls
+    assert calls and calls[0] == ("https://cognitiveservices.azure.com/.default",)
     assert aoai.requests[0].headers["authorization"] == "Bearer entra-token"
     assert "api-key" not in aoai.requests[0].headers
 

@@ -1,28 +1,28 @@
-"""Document understanding for the offline engine: invoices, tables and JSON Schemas from OCR boxes.
+"""Document understanding for the offline engine: invoices and tables from OCR boxes.
 
-Why this exists: :mod:`shared.local_engine` turns pixels into text boxes (recognition); this module
+Why this exists: :mod:`shared.offline.engine` turns pixels into text boxes (recognition); this module
 turns boxes into structured data (interpretation), so each stays one concern and the parsers work
 and are tested without the OCR engine. Every value comes from a recognised box, and every extractor
 returns ``None`` rather than a guess (a wrong invoice total is worse than a missing one).
 
 Decisions, and why:
 
-* **Geometry, not language**: lines come from :func:`~shared.local_engine.group_lines`; table columns
+* **Geometry, not language**: lines come from :func:`~shared.offline.engine.group_lines`; table columns
   are the x-ranges that the cells of multi-cell lines cover (vertical gutters separate them); labels
   are matched by patterns (which accept the missing spaces the recogniser produces) and their values
   are read on the same line to the right, or directly below.
-* **Values** (dates, amounts, currencies) are read by :mod:`shared.local_values`.
+* **Values** (dates, amounts, currencies) are read by :mod:`shared.offline.values`; any JSON Schema is
+  filled by :mod:`shared.offline.forms` with the label helpers below.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 import statistics
 from typing import Any
 
-from shared.local_engine import TextBox, group_lines
-from shared.local_values import date_order, find_currency, parse_amount, parse_date
+from shared.offline.engine import TextBox, group_lines
+from shared.offline.values import date_order, find_currency, parse_amount, parse_date
 
 # --- label: value -----------------------------------------------------------------------------------
 
@@ -66,6 +66,15 @@ def labelled_values(lines: list[list[TextBox]], label: re.Pattern[str], *, below
                     candidates.append((other.text, other))
             found.append((box, candidates))
     return found
+
+
+def first_parsed(candidates: list[tuple[str, TextBox]], parse: Any) -> tuple[Any, TextBox] | None:
+    """The first candidate ``parse`` accepts, as (value, the box it was read from); None if none does."""
+    for text, box in candidates:
+        value = parse(text)
+        if value is not None:
+            return value, box
+    return None
 
 
 def union_box(boxes: list[TextBox], separator: str = " ") -> TextBox:
@@ -179,14 +188,6 @@ _INVOICE_WORDS = re.compile(r"\s*(?:tax\s*)?(?:invoice|receipt|bill|statement)\s
 _REFERENCE = re.compile(r"[A-Z0-9][A-Z0-9/_.-]{0,39}", re.I)
 
 
-def _first(candidates: list[tuple[str, TextBox]], parse: Any) -> tuple[Any, TextBox] | None:
-    for text, box in candidates:
-        value = parse(text)
-        if value is not None:
-            return value, box
-    return None
-
-
 def _reference(text: str) -> str | None:
     match = _REFERENCE.match(text.strip())
     return match[0].rstrip(".") if match and any(c.isdigit() for c in match[0]) else None
@@ -267,7 +268,7 @@ def invoice_from_boxes(boxes: list[TextBox]) -> tuple[dict[str, Any], dict[str, 
     found: dict[str, tuple[Any, TextBox]] = {}
     for field, parse in parsers.items():
         hits = [hit for _, candidates in labelled_values(lines, LABELS[field], skip=table)
-                if (hit := _first(candidates, parse)) is not None]
+                if (hit := first_parsed(candidates, parse)) is not None]
         if hits:  # amounts: the last on the page (totals come last); the rest: the first
             found[field] = hits[-1] if field in _SUMMARY else hits[0]
     if "total" not in found and "amount_due" in found:
@@ -303,118 +304,4 @@ def invoice_from_boxes(boxes: list[TextBox]) -> tuple[dict[str, Any], dict[str, 
         "line_items": items, "subtotal": take("subtotal", "subtotal"), "tax": take("tax", "tax"),
         "total": take("total", "total"), "currency": take("currency", "currency"),
     }
-    return data, provenance
-
-
-# --- any JSON Schema --------------------------------------------------------------------------------
-
-_ABBREVIATIONS = {"no": "number", "nr": "number", "num": "number", "qty": "quantity", "amt": "amount",
-                  "tel": "phone", "addr": "address", "ref": "reference", "dob": "date of birth"}
-_MATCH = 0.85
-_BOOLEANS = {"yes": True, "y": True, "true": True, "x": True, "✓": True, "no": False, "n": False, "false": False}
-
-
-def _forms(text: str) -> set[str]:
-    """A label or property name as plain words (camelCase and snake_case split, abbreviations expanded),
-    and squeezed without spaces, because the recogniser often drops spaces ("VATNo")."""
-    tokens = re.findall(r"[a-z0-9]+", re.sub(r"([a-z])([A-Z])", r"\1 \2", text).replace("#", " no ").lower())
-    words = " ".join(_ABBREVIATIONS.get(t, t) for t in tokens)
-    return {form for form in (words, "".join(tokens)) if form}
-
-
-def _label_score(label: str, names: list[str]) -> float:
-    pairs = [(a, b) for a in _forms(label) for name in names for b in _forms(name)]
-    return max((difflib.SequenceMatcher(None, a, b).ratio() for a, b in pairs), default=0.0)
-
-
-def _scalar(prop: dict[str, Any]) -> dict[str, Any] | None:
-    """The property's single non-null scalar branch (``type`` or ``anyOf``), else None."""
-    branches = prop.get("anyOf") or [prop]
-    scalars = []
-    for branch in branches:
-        types = branch.get("type") if isinstance(branch, dict) else None
-        types = [types] if isinstance(types, str) else list(types or [])
-        outer = {k: v for k, v in prop.items() if k != "anyOf"}  # a description around the anyOf counts
-        scalars += [{**outer, **branch, "type": t} for t in types if t != "null"]
-    kept = [s for s in scalars if s["type"] in ("string", "number", "integer", "boolean")]
-    return kept[0] if len(kept) == 1 == len(scalars) else None
-
-
-def _is_date(spec: dict[str, Any]) -> bool:
-    """``format: date``, also in the strict form sent to models, which moves it into the description."""
-    return spec.get("format") == "date" or bool(re.search(r'\bformat "date"', str(spec.get("description", ""))))
-
-
-def _coerce(text: str, spec: dict[str, Any], order: bool | None) -> Any:
-    kind, text = spec["type"], text.strip()
-    if kind == "boolean":
-        return _BOOLEANS.get(text.lower())
-    if kind in ("number", "integer"):
-        value = parse_amount(text)
-        if kind == "integer":
-            return int(value) if value is not None and value.is_integer() else None
-        return value
-    value: Any = parse_date(text, day_first=order) if _is_date(spec) else text or None
-    if value is not None and "enum" in spec:
-        value = next((e for e in spec["enum"] if isinstance(e, str) and e.lower() == value.lower()), None)
-    if value is not None and "pattern" in spec and not re.search(spec["pattern"], value):
-        return None
-    return value
-
-
-def _empty(prop: Any) -> Any:
-    """What an unfilled property becomes: [] for arrays, an object of empties for objects, else None."""
-    kind = prop.get("type") if isinstance(prop, dict) else None
-    kinds = [kind] if isinstance(kind, str) else list(kind or [])
-    if "array" in kinds and "null" not in kinds:
-        return []
-    if "object" in kinds and "null" not in kinds:
-        return {k: _empty(v) for k, v in (prop.get("properties") or {}).items()}
-    return None
-
-
-def fill_schema_from_boxes(schema: dict[str, Any], boxes: list[TextBox]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Top-level scalar properties filled from ``label: value`` text whose label matches the property.
-
-    A label matches when its words (``Invoice No.`` -> "invoice number") are close to the property's
-    name or title (ratio >= 0.85). Labels with a colon take the rest of their box, the box to the right
-    or the one below; labels without take only the box to the right, and for a plain string only on a
-    two-box line (else a table header would give its neighbour header as the value). The value must
-    coerce to the property's type, format (``date``), enum and pattern; two equally good labels
-    disagreeing give null.
-    """
-    lines = group_lines(boxes)
-    order = date_order([b.text for b in boxes])
-    labelled: list[tuple[str, list[tuple[str, TextBox]], bool]] = []  # label, candidates, any string ok
-    for index, line in enumerate(lines):
-        for box in line:
-            label, colon, rest = box.text.partition(":")
-            if colon and rest.strip():
-                labelled.append((label, [(rest, box)], True))
-            elif colon or len(box.text) <= 40:
-                after = [neighbour_right(box, line), neighbour_below(box, lines, index) if colon else None]
-                labelled.append((label, [(b.text, b) for b in after if b is not None], bool(colon) or len(line) == 2))
-    data: dict[str, Any] = {}
-    provenance: dict[str, Any] = {}
-    for name, prop in (schema.get("properties") or {}).items():
-        spec = _scalar(prop) if isinstance(prop, dict) else None
-        data[name] = _empty(prop)
-        if spec is None:
-            continue
-        names = [name, str(prop.get("title") or "")]
-        scored = []
-        free_text = spec["type"] == "string" and not ({"enum", "pattern"} & spec.keys() or _is_date(spec))
-        for label, candidates, strings_ok in labelled:
-            score = _label_score(label, names) if strings_ok or not free_text else 0.0
-            hit = _first(candidates, lambda t, s=spec: _coerce(t, s, order)) if score >= _MATCH else None
-            if hit is not None:
-                scored.append((score, hit))
-        if not scored:
-            continue
-        best = max(score for score, _ in scored)
-        values = {repr(hit[0]) for score, hit in scored if score == best}
-        if len(values) == 1:
-            value, box = next(hit for score, hit in scored if score == best)
-            data[name] = value
-            provenance[name] = box.as_provenance()
     return data, provenance

@@ -1,12 +1,9 @@
-"""Model providers: one abstract method, a few capability attributes.
+"""Language models behind the official ``openai`` SDK: Azure OpenAI and OpenAI-compatible servers.
 
-A provider turns a :class:`VisionRequest` (a prompt and prepared images) into a
-:class:`Completion`. Azure OpenAI and any OpenAI-compatible server (OpenAI,
-Ollama, vLLM, LM Studio) share one implementation over the official ``openai``
-SDK; they differ only in how the client is built. Errors from the SDK are
-translated into :mod:`shared.errors` in exactly one place,
-:func:`translate_openai_error`, with ``raise ... from exc`` so the cause stays
-visible in logs.
+Azure OpenAI and any OpenAI-compatible server (OpenAI, Ollama, vLLM, LM Studio) share one
+implementation; they differ only in how the client is built (:mod:`shared.providers.factory`).
+Errors from the SDK are translated into :mod:`shared.errors` in exactly one place,
+:func:`translate_openai_error`, with ``raise ... from exc`` so the cause stays visible in logs.
 
 Retries: the SDK's own retry layer (``max_retries``, which honours Azure's
 ``retry-after-ms``/``retry-after`` headers) is the only one for now.
@@ -14,107 +11,22 @@ Retries: the SDK's own retry layer (``max_retries``, which honours Azure's
 
 from __future__ import annotations
 
-import abc
 import json
 import logging
-from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
-from shared.config import Settings
 from shared.errors import (
     ContentFiltered,
     ModelBadResponse,
     ModelError,
-    ModelNotConfigured,
     ModelThrottled,
     ModelUnavailable,
 )
-from shared.imaging import PreparedImage
+from shared.providers.base import Completion, Provider, Usage, VisionRequest
 
 log = logging.getLogger(__name__)
-
-ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
-
-
-@dataclass(frozen=True)
-class VisionRequest:
-    """What we ask of a model: a prompt about one or more prepared images."""
-
-    prompt: str
-    images: tuple[PreparedImage, ...]
-    max_tokens: int
-    system_prompt: str | None = None
-    # An OpenAI ``response_format`` (e.g. ``{"type": "json_schema", "json_schema": {...}}``) or None.
-    response_format: dict[str, Any] | None = None
-    # Messages after the user's (an earlier answer and a correction), for a re-ask.
-    follow_up: tuple[dict[str, Any], ...] = ()
-    # Text labels placed before each image part, e.g. "[Image 1]" for comparisons.
-    image_labels: tuple[str, ...] = ()
-    # What the request is for (ocr, describe, invoice...): providers that are not language
-    # models (the offline engine) decide from it; language models only see the prompt.
-    task: str | None = None
-
-
-@dataclass(frozen=True)
-class Usage:
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
-
-
-@dataclass(frozen=True)
-class Completion:
-    """A usable answer: text plus what it cost and who produced it."""
-
-    text: str
-    model: str
-    usage: Usage
-    finish_reason: str | None = None
-    rate_limit: dict[str, str] = field(default_factory=dict)
-
-
-class Provider(abc.ABC):
-    """A model that can look at images. Subclasses implement :meth:`complete`."""
-
-    name: str = "provider"
-    supports_images: bool = True
-    max_images_per_request: int = 10
-
-    @abc.abstractmethod
-    async def complete(self, request: VisionRequest) -> Completion:
-        """Answer the request or raise a :class:`~shared.errors.ModelError`."""
-
-    async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
-        """Release connections; the default holds none."""
-
-    def describe(self) -> dict[str, Any]:
-        """What the health endpoint shows about this provider (never secrets)."""
-        return {"provider": self.name}
-
-
-class UnconfiguredProvider(Provider):
-    """Stands in when no model service is configured, so the answer names the settings to set."""
-
-    name = "none"
-
-    async def complete(self, request: VisionRequest) -> Completion:
-        raise ModelNotConfigured(
-            "no model service is configured: set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT "
-            "(and AZURE_OPENAI_API_KEY for local work), or OPENAI_BASE_URL and OPENAI_MODEL",
-            retry_after=None,
-        )
 
 
 def build_messages(request: VisionRequest) -> list[dict[str, Any]]:
@@ -287,52 +199,3 @@ class AzureOpenAIProvider(OpenAIChatProvider):
             "endpoint": str(self._client.base_url).split("/openai")[0],
             "auth": self._auth,
         }
-
-
-def _entra_token_provider():
-    """A bearer-token callable from azure-identity; imported lazily so key-based local runs skip it.
-
-    The synchronous credential is used on purpose: the async one needs aiohttp, and
-    azure-identity caches the token, so the blocking refresh happens about once an hour.
-    """
-    from azure.identity import DefaultAzureCredential, get_bearer_token_provider
-
-    return get_bearer_token_provider(DefaultAzureCredential(), ENTRA_SCOPE)
-
-
-def build_provider(settings: Settings, *, http_client: Any = None) -> Provider:
-    """The provider the settings describe; ``http_client`` lets tests swap the transport."""
-    common: dict[str, Any] = {
-        "timeout": settings.model_timeout_seconds,
-        "max_retries": settings.model_max_retries,
-    }
-    if http_client is not None:
-        common["http_client"] = http_client
-    if settings.model_provider == "azure_openai":
-        assert settings.azure_openai_deployment is not None
-        if settings.azure_openai_api_key:
-            auth = "key"
-            credentials: dict[str, Any] = {"api_key": settings.azure_openai_api_key}
-        else:
-            auth = "entra_id"
-            credentials = {"azure_ad_token_provider": _entra_token_provider()}
-        client = openai.AsyncAzureOpenAI(
-            azure_endpoint=settings.azure_openai_endpoint,
-            api_version=settings.azure_openai_api_version,
-            **credentials,
-            **common,
-        )
-        return AzureOpenAIProvider(client, deployment=settings.azure_openai_deployment, auth=auth)
-    if settings.model_provider == "openai_compatible":
-        assert settings.openai_model is not None
-        client = openai.AsyncOpenAI(
-            base_url=settings.openai_base_url,
-            api_key=settings.openai_api_key or "not-needed",
-            **common,
-        )
-        return OpenAIChatProvider(client, model=settings.openai_model)
-    if settings.uses_local_engine:
-        from shared.local_provider import LocalProvider
-
-        return LocalProvider()
-    return UnconfiguredProvider()

@@ -22,7 +22,8 @@ from azure.core.exceptions import AzureError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
-from shared.pipeline import BlobPipeline, Outcome, TransientFailure, result_name
+from shared.blob.jobs import result_name
+from shared.blob.pipeline import BlobPipeline, Outcome, TransientFailure
 
 log = logging.getLogger(__name__)
 

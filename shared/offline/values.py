@@ -1,6 +1,6 @@
 """Values on a page for the offline engine: dates, amounts and currencies, from OCR text.
 
-Kept apart from :mod:`shared.local_extract` (which finds *where* a value is) because reading a value
+Kept apart from :mod:`shared.offline.documents` (which finds *where* a value is) because reading a value
 is its own set of rules, tested on strings alone. Every parser returns ``None`` rather than a guess.
 
 * **Dates** become ISO 8601. ``2024-03-15``, ``15 Mar 2024``, ``March 15, 2024`` and dotted
@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from datetime import date
 
-from shared.local_engine import TextBox
+from shared.offline.engine import TextBox
 
 _MONTHS = {m: i + 1 for i, m in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
                                            "nov", "dec"))}

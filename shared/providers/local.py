@@ -1,8 +1,8 @@
 """The ``local`` provider: the offline engine behind the same interface as Azure OpenAI.
 
 Why: a fresh clone (no cloud account, no network) still analyses images: OCR, image facts, invoices,
-tables and simple schemas, all from :mod:`shared.local_engine` (OCR, image facts) and
-:mod:`shared.local_extract` (invoices, tables, schemas). It is not a language model and never
+tables and simple schemas, all from :mod:`shared.offline.engine` (OCR, image facts) and
+:mod:`shared.offline.documents` (invoices, tables, schemas). It is not a language model and never
 pretends to be one: replies say what was found and how (``provider: "local"``, model
 ``rapidocr-onnxruntime-<version>``, zero tokens), and anything that needs a model - a free-form
 question, comparing images, extraction without a recognised task - raises
@@ -14,11 +14,12 @@ What it answers, decided by ``request.task`` (the prompt is not read, only recog
 * ``table_extraction``: the table rebuilt from the boxes' geometry, as a Markdown table.
 * ``describe``, ``classification``, ``quick_summary``, ``detailed_analysis``, ``object_detection`` or
   none: a plain-text report (size, orientation, dominant colours, EXIF, text found).
-  These three groups only with the default prompt or one of the blob pipeline's task prompts: any
-  other prompt is a question the engine cannot answer.
+  These three groups only with the default prompt or one of the task prompts
+  (:data:`shared.tasks.KNOWN_PROMPTS`): any other prompt is a question the engine cannot answer.
 * with a ``response_format`` (structured extraction): ``invoice``, ``table`` or ``schema`` return the
-  JSON text of :func:`~shared.local_extract.invoice_from_boxes`, ``table_from_boxes`` (as
-  ``{"columns", "rows": [[cell, ...]]}``, the grid a model is asked for) or ``fill_schema_from_boxes``
+  JSON text of :func:`~shared.offline.documents.invoice_from_boxes`, ``table_from_boxes`` (as
+  ``{"columns", "rows": [[cell, ...]]}``, the grid a model is asked for) or
+  :func:`~shared.offline.forms.fill_schema_from_boxes`
   for the extraction layer to validate like any model reply; the boxes each value came from are on
   the returned :class:`LocalCompletion` as ``provenance`` (paths as in the final data: ``total``,
   ``line_items[0].total``, ``rows[2].Qty``).
@@ -35,10 +36,11 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
-from shared import local_engine, local_extract
-from shared.config import DEFAULT_PROMPT
 from shared.errors import ModelError, NotSupported, VisionError
-from shared.providers import Completion, Provider, Usage, VisionRequest
+from shared.offline import documents, engine, forms
+from shared.offline.report import markdown_table, report
+from shared.providers.base import Completion, Provider, Usage, VisionRequest
+from shared.tasks import EXTRACTION_KINDS, KNOWN_PROMPTS
 
 ENABLE_A_MODEL = (
     "set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT (Azure OpenAI), "
@@ -46,8 +48,6 @@ ENABLE_A_MODEL = (
 )
 REPORT_TASKS = frozenset({"describe", "classification", "quick_summary", "detailed_analysis", "object_detection"})
 TEXT_TASKS = REPORT_TASKS | {"ocr", "table_extraction"}
-EXTRACTION_TASKS = ("invoice", "table", "schema")
-REPORT_MAX_LINES = 40
 
 
 @dataclass(frozen=True)
@@ -64,13 +64,6 @@ def _version(package: str) -> str:
         return "not installed"
 
 
-def known_prompts() -> frozenset[str]:
-    """The prompts the engine may answer: the default one and the blob pipeline's task prompts."""
-    from shared.pipeline import PREFIX_TASKS  # lazily: the pipeline imports the analysis layer
-
-    return frozenset({DEFAULT_PROMPT, *(prompt for _, prompt in PREFIX_TASKS.values())})
-
-
 class LocalProvider(Provider):
     """OCR and image facts on this machine; see the module docstring for what it answers."""
 
@@ -84,7 +77,7 @@ class LocalProvider(Provider):
 
     @property
     def model(self) -> str:
-        return f"{local_engine.ENGINE_PACKAGE}-{local_engine.engine_version()}"
+        return f"{engine.ENGINE_PACKAGE}-{engine.engine_version()}"
 
     async def complete(self, request: VisionRequest) -> Completion:
         if len(request.images) > 1:
@@ -93,7 +86,7 @@ class LocalProvider(Provider):
             raise NotSupported(f"a request without an image needs a language model; {ENABLE_A_MODEL}")
         task = (request.task or "describe").strip().lower()
         if request.response_format is not None:
-            if task not in EXTRACTION_TASKS:
+            if task not in EXTRACTION_KINDS:
                 raise NotSupported(
                     f"the local engine extracts only invoices, tables and simple schemas (got task {task!r}); "
                     f"{ENABLE_A_MODEL}"
@@ -102,7 +95,7 @@ class LocalProvider(Provider):
             return self._completion(text, provenance)
         if task not in TEXT_TASKS:
             raise NotSupported(f"the local engine has no {task!r} task; {ENABLE_A_MODEL}")
-        if request.prompt.strip() not in known_prompts():
+        if request.prompt.strip() not in KNOWN_PROMPTS:
             raise NotSupported(
                 "the local engine (OCR and image facts, no language model) cannot answer a free-form prompt; "
                 f"use the default prompt or a task, or {ENABLE_A_MODEL}"
@@ -118,80 +111,44 @@ class LocalProvider(Provider):
         """JSON text for the extraction layer to validate, and the provenance of each value."""
         boxes = _ocr(request.images[0].data)
         if task == "invoice":
-            data, provenance = local_extract.invoice_from_boxes(boxes)
+            data, provenance = documents.invoice_from_boxes(boxes)
         elif task == "table":  # as a model writes it (shared.extraction.TableGrid): rows are lists of cells
-            table = local_extract.table_from_boxes(boxes)
+            table = documents.table_from_boxes(boxes)
             data = {"columns": table["columns"], "rows": [[row[c] for c in table["columns"]] for row in table["rows"]]}
-            provenance = local_extract.table_provenance(boxes)
+            provenance = documents.table_provenance(boxes)
         else:
             schema = ((request.response_format or {}).get("json_schema") or {}).get("schema")
             if not isinstance(schema, dict):
                 raise NotSupported(f"task 'schema' needs response_format.json_schema.schema; {ENABLE_A_MODEL}")
-            data, provenance = local_extract.fill_schema_from_boxes(schema, boxes)
+            data, provenance = forms.fill_schema_from_boxes(schema, boxes)
         return json.dumps(data, ensure_ascii=False), provenance
 
     def _answer(self, data: bytes, request: VisionRequest, task: str) -> str:
         boxes = _ocr(data)
         if task == "ocr":
-            return "\n".join(local_engine.reading_order(boxes)) or "No text was found."
+            return "\n".join(engine.reading_order(boxes)) or "No text was found."
         if task == "table_extraction":
-            return markdown_table(local_extract.table_from_boxes(boxes)) or "No table was found."
+            return markdown_table(documents.table_from_boxes(boxes)) or "No table was found."
         image = request.images[0]
-        facts = local_engine.image_facts(data)
-        return report(facts, local_engine.reading_order(boxes), size=(image.original_width, image.original_height),
+        facts = engine.image_facts(data)
+        return report(facts, engine.reading_order(boxes), size=(image.original_width, image.original_height),
                       source_format=image.format, exif_removed=True)
 
     def describe(self) -> dict[str, Any]:
         return {
             "provider": self.name,
-            "engine": f"rapidocr-onnxruntime {local_engine.engine_version()} "
+            "engine": f"rapidocr-onnxruntime {engine.engine_version()} "
                       f"(onnxruntime {_version('onnxruntime')}), Pillow {_version('pillow')}",
             "model": self.model,
             "offline": True,
         }
 
 
-def _ocr(data: bytes) -> list[local_engine.TextBox]:
+def _ocr(data: bytes) -> list[engine.TextBox]:
     """OCR, with engine failures (not input errors) reported as a model error rather than a 500."""
     try:
-        return local_engine.ocr(data)
+        return engine.ocr(data)
     except VisionError:
         raise
     except Exception as exc:
         raise ModelError(f"the local OCR engine failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
-
-
-def report(facts: dict[str, Any], lines: list[str], *, size: tuple[int, int] | None = None,
-           source_format: str | None = None, exif_removed: bool = False) -> str:
-    """The plain-text report: what Pillow measured and what OCR read, nothing inferred.
-
-    ``size`` and ``source_format`` describe the uploaded original; the colours come from the image
-    the engine received. A prepared image has had its EXIF removed on purpose (GPS, serial numbers),
-    which ``exif_removed`` says instead of a misleading "none".
-    """
-    width, height = size or (facts["width"], facts["height"])
-    kind = f" {source_format}" if source_format else ""
-    colours = ", ".join(f"{c['name']} {c['hex']} ({round(c['share'] * 100)}%)" for c in facts["dominant_colours"])
-    exif = ", ".join(f"{k} {v}" for k, v in facts["exif"].items()) or (
-        "removed when the image was prepared" if exif_removed else "none")
-    head = (f"Local analysis (no language model): {width}x{height} {facts['orientation']}{kind} image; "
-            f"dominant colours: {colours or 'unknown'}; EXIF: {exif}; ")
-    if not lines:
-        return head + "no text found."
-    shown = lines[:REPORT_MAX_LINES]
-    more = f"\n... ({len(lines) - len(shown)} more lines)" if len(lines) > len(shown) else ""
-    return head + f"text found ({len(lines)} lines):\n" + "\n".join(shown) + more
-
-
-def markdown_table(table: dict[str, Any]) -> str:
-    """A ``{"columns", "rows"}`` table as Markdown; empty cells stay empty; "" when there are no columns."""
-    columns = table.get("columns") or []
-    if not columns:
-        return ""
-
-    def cell(value: Any) -> str:
-        return "" if value is None else str(value).replace("|", "\\|")
-
-    out = ["| " + " | ".join(cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
-    out += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in table.get("rows") or []]
-    return "\n".join(out)

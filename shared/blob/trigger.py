@@ -1,15 +1,25 @@
-"""Blob trigger parameters, read when the Functions host indexes ``function_app.py``.
+"""The Functions blob trigger's side: its binding parameters and its body.
 
-They come straight from the environment (not :func:`shared.config.load_settings`) so a
-bad unrelated setting cannot stop the host from indexing the functions; the handler
-validates everything on first use and names what is wrong.
+The parameters are read when the Functions host indexes ``function_app.py``. They come
+straight from the environment (not :func:`shared.config.load_settings`) so a bad unrelated
+setting cannot stop the host from indexing the functions; the handler validates everything
+on first use and names what is wrong.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+from typing import TYPE_CHECKING
 
 import azure.functions as func
+
+if TYPE_CHECKING:
+    from azure.storage.blob import BlobClient
+
+    from shared.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def input_path(environ: dict[str, str] | None = None) -> str:
@@ -30,3 +40,13 @@ def blob_source(environ: dict[str, str] | None = None) -> func.BlobSource:
     env = os.environ if environ is None else environ
     value = (env.get("VISION_BLOB_SOURCE") or "EventGrid").strip().lower()
     return func.BlobSource.LOGS_AND_CONTAINER_SCAN if value == "logsandcontainerscan" else func.BlobSource.EVENT_GRID
+
+
+async def handle_blob_event(blob: BlobClient, services: Services) -> None:
+    """The blob trigger's body: process the blob; raise only for a redelivery.
+
+    ``services`` is the worker's :class:`~shared.services.Services`, so the trigger shares
+    the HTTP app's model client and cache.
+    """
+    outcome = await services.pipeline.handle(blob)
+    log.info("blob %s: %s%s", outcome.name, outcome.status, f" ({outcome.reason})" if outcome.reason else "")

@@ -2,7 +2,7 @@
 
 Why this exists: a fresh clone must do its main job without any model service. Everything here is
 deterministic and honest: each box is what the recogniser read, each fact comes from the pixels.
-Reading invoices, tables and schemas out of the boxes is :mod:`shared.local_extract`.
+Reading invoices, tables and schemas out of the boxes is :mod:`shared.offline.documents`.
 
 Decisions, and why:
 
@@ -19,7 +19,7 @@ Decisions, and why:
 * **Spaces**: the PP-OCRv4 recogniser (trained mostly on Chinese) often runs English words together
   ("VATNo:GB123"), more so on JPEG-compressed input; re-spacing from character positions split words
   ("sm all") as often as it fixed them, so the text is kept as recognised (the label patterns of
-  :mod:`shared.local_extract` accept missing spaces).
+  :mod:`shared.offline.documents` accept missing spaces).
 * **Geometry, not language**: lines are boxes that overlap vertically (:func:`group_lines`).
 """
 

@@ -1,8 +1,10 @@
 """The blob pipeline: an image dropped into a container gets its analysis next to it.
 
-One handler, :meth:`BlobPipeline.handle`, serves the Functions blob trigger, ``watch``
-and ``process``. It is built on the same :class:`~shared.analysis.Analyzer` as the HTTP
-API (same preparation, model client and cache), and keeps two promises:
+One handler, :meth:`BlobPipeline.handle`, serves the Functions blob trigger
+(:mod:`shared.blob.trigger`), ``watch`` and ``process`` (:mod:`shared.blob.watch`). It is
+built on the same :class:`~shared.analysis.Analyzer` as the HTTP API (same preparation,
+model client and cache); what to do with a blob is :mod:`shared.blob.jobs`. It keeps two
+promises:
 
 Nothing lost. Every blob ends as a result document: ``succeeded``, or ``failed`` with the
 reason. Terminal input problems (not an image, undecodable, over limits, filtered) are
@@ -24,14 +26,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
 import json
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -42,8 +42,9 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
-from shared.analysis import AnalysisOptions, Analyzer
-from shared.config import DEFAULT_PROMPT, Settings
+from shared.analysis import Analyzer
+from shared.blob.jobs import BlobJob, plan_job, result_name
+from shared.config import Settings
 from shared.errors import (
     ContentFiltered,
     InputError,
@@ -56,23 +57,7 @@ from shared.extraction import ExtractionFailed, extract
 log = logging.getLogger(__name__)
 
 RESULT_VERSION = 1
-MAX_BLOB_NAME = 1024
 TERMINAL = ("succeeded", "failed")
-
-#: First path segment -> (task, default prompt). Unknown prefixes describe the image.
-PREFIX_TASKS: dict[str, tuple[str, str]] = {
-    "describe": ("describe", DEFAULT_PROMPT),
-    "ocr": ("ocr", "Transcribe all text in this image exactly, line by line, in reading order."),
-    "classify": ("classification", "Classify this image: give the main category and the key objects."),
-    "objects": ("object_detection", "List the objects in this image and where each one is."),
-    "detailed": ("detailed_analysis", "Analyse this image in detail: content, text, layout and notable features."),
-    "summary": ("quick_summary", "Summarise this image in one or two sentences."),
-}
-DEFAULT_TASK = ("describe", DEFAULT_PROMPT)
-#: First path segment -> structured extraction kind (see :mod:`shared.extraction`).
-PREFIX_EXTRACTIONS = {"invoices": "invoice", "tables": "table", "extract": "schema"}
-TASK_PROMPTS = {task: prompt for task, prompt in PREFIX_TASKS.values()}
-
 
 class TransientFailure(Exception):
     """Raised so the host redelivers the blob; ``attempts`` deliveries have failed so far."""
@@ -82,18 +67,6 @@ class TransientFailure(Exception):
         self.name = name
         self.attempts = attempts
         self.cause = cause
-
-
-@dataclass(frozen=True)
-class BlobJob:
-    """What to do with one blob, decided by its path and metadata."""
-
-    task: str
-    options: AnalysisOptions
-    #: None for a plain analysis, else the extraction kind: invoice, table or schema.
-    extraction: str | None = None
-    #: Blob name of the JSON Schema in the schemas container (kind ``schema``).
-    schema_blob: str | None = None
 
 
 @dataclass
@@ -109,56 +82,6 @@ class Outcome:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def plan_job(name: str, metadata: dict[str, str] | None) -> BlobJob:
-    """The task from the first path segment, overridden by blob metadata ``task``/``prompt``/``detail``.
-
-    Metadata values are ASCII on the wire, so a ``prompt`` may be percent-encoded (UTF-8).
-    """
-    meta = {key.lower(): value for key, value in (metadata or {}).items()}
-    prefix = name.split("/", 1)[0].lower() if "/" in name else ""
-    extraction = "schema" if meta.get("schema") else PREFIX_EXTRACTIONS.get(prefix)
-    if extraction is not None:
-        if extraction == "schema" and not meta.get("schema"):
-            raise InvalidParameter("schema", "blobs under extract/ need a 'schema' metadata value naming a schema blob")
-        prompt = unquote(meta["prompt"]) if meta.get("prompt") else ""
-        return BlobJob(task=extraction, options=AnalysisOptions(prompt=prompt, detail=meta.get("detail") or None),
-                       extraction=extraction, schema_blob=unquote(meta["schema"]) if meta.get("schema") else None)
-    task, prompt = PREFIX_TASKS.get(prefix, DEFAULT_TASK)
-    if meta.get("task"):
-        task = meta["task"].strip().lower()
-        prompt = TASK_PROMPTS.get(task, prompt)
-    if meta.get("prompt"):
-        prompt = unquote(meta["prompt"])
-    max_tokens = meta.get("max_tokens")
-    try:
-        tokens = int(max_tokens) if max_tokens else None
-    except ValueError:
-        raise InvalidParameter(
-            "max_tokens", f"blob metadata max_tokens must be a whole number; got {max_tokens!r}"
-        ) from None
-    return BlobJob(task=task, options=AnalysisOptions(prompt=prompt, detail=meta.get("detail") or None,
-                                                      task=task, max_tokens=tokens))
-
-
-def result_name(name: str, suffix: str = ".json") -> str:
-    """The result's blob name: ``<same path><suffix>``, never able to leave its container.
-
-    ``.`` and ``..`` segments and empty segments are escaped (an HTTP layer could resolve
-    them into another container's path); a name past Azure's 1,024-character limit keeps
-    its start and gets a hash, so distinct names stay distinct.
-    """
-    segments = []
-    for segment in name.replace("\\", "/").split("/"):
-        if segment in ("", ".", ".."):
-            segment = "%2E" * len(segment) if segment else "%2F"
-        segments.append(segment)
-    safe = "/".join(segments) + suffix
-    if len(safe) > MAX_BLOB_NAME:
-        digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:32]
-        safe = safe[: MAX_BLOB_NAME - len(suffix) - 34] + "~" + digest + suffix
-    return safe
 
 
 def _md5(properties: Any) -> str | None:
@@ -440,19 +363,3 @@ class BlobPipeline:
         if result_metadata.get("source_etag") != str(etag).strip('"'):
             return True
         return result_metadata.get("status") not in TERMINAL
-
-
-def build_pipeline(analyzer: Analyzer, settings: Settings) -> BlobPipeline:
-    from shared.storage import images_blob_service
-
-    return BlobPipeline(analyzer, images_blob_service(settings), settings)
-
-
-async def handle_blob_event(blob: BlobClient, services: Any) -> None:
-    """The blob trigger's body: process the blob; raise only for a redelivery.
-
-    ``services`` is the worker's :class:`~shared.services.Services`, so the trigger shares
-    the HTTP app's model client and cache.
-    """
-    outcome = await services.pipeline.handle(blob)
-    log.info("blob %s: %s%s", outcome.name, outcome.status, f" ({outcome.reason})" if outcome.reason else "")

@@ -1,0 +1,1 @@
+"""``python -m shared``: the command-line edge (see :mod:`shared.cli.main`)."""

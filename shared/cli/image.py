@@ -1,0 +1,89 @@
+"""``analyze`` (one image through the configured model) and ``prepare`` (what would be sent, no model call)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from shared.analysis import AnalysisOptions, parse_max_tokens
+from shared.cli.common import command, print_json, read_file
+from shared.cli.exit_codes import EXIT_OK
+from shared.config import load_settings
+from shared.services import build_analyzer
+from shared.tasks import DEFAULT_PROMPT, DETAILS, TASKS
+
+
+async def analyze(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    analyzer = build_analyzer(settings)
+    try:
+        options = AnalysisOptions(
+            prompt=args.prompt, detail=args.detail, task=args.task, max_tokens=parse_max_tokens(args.max_tokens)
+        )
+        result = await analyzer.analyze(read_file(args.image), options)
+    finally:
+        await analyzer.aclose()
+    if args.json:
+        print_json(result)
+    else:
+        print(result["analysis"])
+    return EXIT_OK
+
+
+def prepare(args: argparse.Namespace) -> int:
+    from shared.imaging import image_size, prepare_image, select_detail_level
+    from shared.tokens import estimate_cost, load_model_overrides
+
+    settings = load_settings()
+    overrides = load_model_overrides(settings.model_table_json) if settings.model_table_json else None
+    data = read_file(args.image)
+    detail = args.detail
+    if detail is None:
+        width, height, _ = image_size(data)
+        detail = select_detail_level(args.task, width, height)
+    model = args.model or settings.estimation_model
+    prepared = prepare_image(
+        data, detail, model=model, max_pixels=settings.max_image_pixels,
+        jpeg_quality=settings.jpeg_quality, model_overrides=overrides,
+    )
+    report = {
+        "file": args.image,
+        "format": prepared.format,
+        "original": {"width": prepared.original_width, "height": prepared.original_height, "bytes": len(data)},
+        "sent": {"width": prepared.width, "height": prepared.height, "bytes": len(prepared.data), "format": "JPEG"},
+        "detail": prepared.detail,
+        "model": model,
+        "estimated_image_tokens": prepared.estimated_tokens,
+        "estimated_input_cost_usd": round(estimate_cost(prepared.estimated_tokens, 0, model, overrides), 6),
+    }
+    if args.json:
+        print_json(report)
+    else:
+        original = f"{prepared.original_width}x{prepared.original_height}"
+        print(f"{args.image}: {prepared.format} {original}, {len(data)} bytes")
+        print(f"sends:   JPEG {prepared.width}x{prepared.height}, {len(prepared.data)} bytes, detail={prepared.detail}")
+        print(f"tokens:  ~{prepared.estimated_tokens} image tokens on {model}")
+        print(f"cost:    ~${report['estimated_input_cost_usd']:.6f} for the image input")
+    return EXIT_OK
+
+
+def add_analyze_parser(commands: Any) -> None:
+    parser = command(commands, "analyze", "analyse one image with the configured model")
+    parser.add_argument("image", help="path of the image file")
+    parser.add_argument("--prompt", default=DEFAULT_PROMPT, help=f"question about the image [{DEFAULT_PROMPT!r}]")
+    parser.add_argument("--detail", choices=DETAILS, help="image detail; chosen from task and size when absent")
+    parser.add_argument("--task", choices=TASKS, help="what the analysis is for; steers the detail choice")
+    parser.add_argument("--max-tokens", help="upper bound of the answer's length in tokens")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(handler=analyze)
+
+
+def add_prepare_parser(commands: Any) -> None:
+    parser = command(commands, "prepare",
+                     "show what would be sent: size, bytes, estimated tokens and cost (no model call)")
+    parser.add_argument("image", help="path of the image file")
+    parser.add_argument("--detail", choices=DETAILS, help="image detail; chosen from task and size when absent")
+    parser.add_argument("--task", choices=TASKS, help="task used to choose the detail")
+    parser.add_argument("--model", help="model for the estimate [AZURE_OPENAI_MODEL]")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=prepare)

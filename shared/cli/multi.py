@@ -1,0 +1,43 @@
+"""``compare IMAGE IMAGE...``: several images, one answer (see :mod:`shared.multi`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from shared.analysis import parse_max_tokens
+from shared.cli.common import command, print_json, read_file
+from shared.cli.exit_codes import EXIT_OK
+from shared.config import load_settings
+from shared.multi import COMPARE_PROMPT, compare, labels
+from shared.services import build_analyzer
+from shared.tasks import DETAILS
+
+
+async def run_compare(args: argparse.Namespace) -> int:
+    images = [read_file(path) for path in args.images]
+    analyzer = build_analyzer(load_settings())
+    try:
+        result = await compare(analyzer, images, prompt=args.prompt, detail=args.detail,
+                               max_tokens=parse_max_tokens(args.max_tokens))
+    finally:
+        await analyzer.aclose()
+    if args.json:
+        print_json(result)
+    else:
+        for label, path in zip(labels(len(images)), args.images, strict=True):
+            print(f"{label} {path}")
+        print()
+        print(result["analysis"])
+    return EXIT_OK
+
+
+def add_compare_parser(commands: Any) -> None:
+    """Register ``compare IMAGE IMAGE...``; the handler is async and returns the exit code."""
+    parser = command(commands, "compare", "compare 2..VISION_MAX_IMAGES images in one request, labelled [Image 1]...")
+    parser.add_argument("images", nargs="+", metavar="IMAGE", help="image files, in the order to label them")
+    parser.add_argument("--prompt", default=COMPARE_PROMPT, help=f"question about the images [{COMPARE_PROMPT!r}]")
+    parser.add_argument("--detail", choices=DETAILS, help="image detail; chosen per image from its size when absent")
+    parser.add_argument("--max-tokens", help="upper bound of the answer's length in tokens")
+    parser.add_argument("--json", action="store_true", help="print the full result as JSON")
+    parser.set_defaults(handler=run_compare)

@@ -1,0 +1,108 @@
+"""``POST /api/analyze``: one image, as multipart ``file`` or the raw body; parameters from the form or query."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from shared.analysis import AnalysisOptions, parse_max_tokens
+from shared.errors import UnsupportedImage
+from shared.http.models import ImageModel, UsageModel
+from shared.http.problems import problem_responses
+from shared.http.uploads import read_upload
+from shared.services import Services
+from shared.tasks import DEFAULT_PROMPT, DETAILS, TASKS
+
+
+class AnalysisResponse(BaseModel):
+    analysis: str
+    model: str
+    deployment: str | None
+    provider: str
+    detail: str = Field(description="low, high or auto: the detail actually used")
+    task: str | None = None
+    cached: bool = Field(description="True when the answer came from the cache (no model call)")
+    finish_reason: str | None = None
+    usage: UsageModel
+    estimated_cost_usd: float
+    image: ImageModel
+    latency_ms: int
+
+
+_PROBLEM_RESPONSES = problem_responses({
+    400: "Bad parameters",
+    413: "Image larger than VISION_MAX_IMAGE_BYTES",
+    415: "Not a supported image (decided from the bytes)",
+    422: "Image cannot be decoded, exceeds the pixel limit, or was blocked by the content filter",
+    429: "The model service is throttling (see Retry-After)",
+    501: "The offline engine cannot do this (names the settings that enable a model)",
+    502: "The model service answered with something unusable",
+    503: "No model service configured, or it is down (see Retry-After)",
+})
+
+_ANALYZE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary", "description": "The image"},
+                        "prompt": {"type": "string", "default": DEFAULT_PROMPT},
+                        "detail": {"type": "string", "enum": list(DETAILS)},
+                        "task": {"type": "string", "enum": list(TASKS)},
+                        "max_tokens": {"type": "integer", "minimum": 1},
+                    },
+                }
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    "parameters": [
+        {"name": "prompt", "in": "query", "schema": {"type": "string", "default": DEFAULT_PROMPT},
+         "description": "Question about the image (a form field wins over the query)"},
+        {"name": "detail", "in": "query", "schema": {"type": "string", "enum": list(DETAILS)},
+         "description": "Image detail; chosen from task and size when absent"},
+        {"name": "task", "in": "query", "schema": {"type": "string", "enum": list(TASKS)},
+         "description": "What the analysis is for; steers the detail choice"},
+        {"name": "max_tokens", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+    ],
+}
+
+
+def _options(request: Request, fields: dict[str, str]) -> AnalysisOptions:
+    def pick(name: str) -> str | None:
+        return fields.get(name) if fields.get(name) is not None else request.query_params.get(name)
+
+    return AnalysisOptions(
+        prompt=pick("prompt") or DEFAULT_PROMPT,
+        detail=pick("detail") or None,
+        task=pick("task") or None,
+        max_tokens=parse_max_tokens(pick("max_tokens")),
+    )
+
+
+router = APIRouter(prefix="/api")
+
+
+@router.post(
+    "/analyze",
+    response_model=AnalysisResponse,
+    responses=_PROBLEM_RESPONSES,
+    openapi_extra=_ANALYZE_BODY,
+    summary="Analyse one image",
+)
+async def analyze(request: Request) -> JSONResponse:
+    """Send an image (multipart field ``file`` or the raw body) and get the model's analysis."""
+    services: Services = request.app.state.services
+    settings = services.settings
+    data, fields = await read_upload(request, settings)
+    options = _options(request, fields)
+    if not data:
+        raise UnsupportedImage("the request holds no image bytes")
+    result = await services.analyzer.analyze(data, options)
+    return JSONResponse(result)

@@ -1,0 +1,99 @@
+"""What every model provider is: one abstract method and the capabilities it declares.
+
+A provider turns a :class:`VisionRequest` (a prompt and prepared images) into a
+:class:`Completion`, or raises a :class:`~shared.errors.ModelError`. The services above
+(analysis, extraction, multi-image) only ever see this interface, so a language model
+behind the ``openai`` SDK (:mod:`shared.providers.openai_chat`) and the offline engine
+(:mod:`shared.providers.local`) are interchangeable; :mod:`shared.providers.factory`
+picks one from the settings.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+from shared.errors import ModelNotConfigured
+from shared.imaging import PreparedImage
+
+
+@dataclass(frozen=True)
+class VisionRequest:
+    """What we ask of a model: a prompt about one or more prepared images."""
+
+    prompt: str
+    images: tuple[PreparedImage, ...]
+    max_tokens: int
+    system_prompt: str | None = None
+    # An OpenAI ``response_format`` (e.g. ``{"type": "json_schema", "json_schema": {...}}``) or None.
+    response_format: dict[str, Any] | None = None
+    # Messages after the user's (an earlier answer and a correction), for a re-ask.
+    follow_up: tuple[dict[str, Any], ...] = ()
+    # Text labels placed before each image part, e.g. "[Image 1]" for comparisons.
+    image_labels: tuple[str, ...] = ()
+    # What the request is for (ocr, describe, invoice...): providers that are not language
+    # models (the offline engine) decide from it; language models only see the prompt.
+    task: str | None = None
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A usable answer: text plus what it cost and who produced it."""
+
+    text: str
+    model: str
+    usage: Usage
+    finish_reason: str | None = None
+    rate_limit: dict[str, str] = field(default_factory=dict)
+
+
+class Provider(abc.ABC):
+    """A model that can look at images. Subclasses implement :meth:`complete`."""
+
+    name: str = "provider"
+    supports_images: bool = True
+    max_images_per_request: int = 10
+
+    @abc.abstractmethod
+    async def complete(self, request: VisionRequest) -> Completion:
+        """Answer the request or raise a :class:`~shared.errors.ModelError`."""
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
+        """Release connections; the default holds none."""
+
+    def describe(self) -> dict[str, Any]:
+        """What the health endpoint shows about this provider (never secrets)."""
+        return {"provider": self.name}
+
+
+class UnconfiguredProvider(Provider):
+    """Stands in when no model service is configured, so the answer names the settings to set."""
+
+    name = "none"
+
+    async def complete(self, request: VisionRequest) -> Completion:
+        raise ModelNotConfigured(
+            "no model service is configured: set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT "
+            "(and AZURE_OPENAI_API_KEY for local work), or OPENAI_BASE_URL and OPENAI_MODEL",
+            retry_after=None,
+        )
+
+

@@ -1,0 +1,75 @@
+"""The provider the settings name: Azure OpenAI, an OpenAI-compatible server, the offline engine, or none.
+
+Keyless (Entra ID) access needs a credential. It is not made here: the composition root
+(:mod:`shared.services`) owns the process's one credential and hands in a factory, called only
+when no key is configured, so key-based and offline runs never load azure-identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import openai
+
+from shared.config import Settings
+from shared.errors import ConfigError
+from shared.providers.base import Provider, UnconfiguredProvider
+from shared.providers.openai_chat import AzureOpenAIProvider, OpenAIChatProvider
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def build_provider(settings: Settings, *, http_client: Any = None,
+                   credential: Callable[[], TokenCredential] | None = None) -> Provider:
+    """The provider the settings describe; ``http_client`` lets tests swap the transport.
+
+    ``credential`` makes the Entra ID credential (see :func:`shared.services.default_credential`);
+    it is required only for Azure OpenAI without ``AZURE_OPENAI_API_KEY``.
+    """
+    common: dict[str, Any] = {
+        "timeout": settings.model_timeout_seconds,
+        "max_retries": settings.model_max_retries,
+    }
+    if http_client is not None:
+        common["http_client"] = http_client
+    if settings.model_provider == "azure_openai":
+        assert settings.azure_openai_deployment is not None
+        if settings.azure_openai_api_key:
+            auth = "key"
+            credentials: dict[str, Any] = {"api_key": settings.azure_openai_api_key}
+        else:
+            auth = "entra_id"
+            credentials = {"azure_ad_token_provider": _entra_token_provider(credential)}
+        client = openai.AsyncAzureOpenAI(
+            azure_endpoint=settings.azure_openai_endpoint,
+            api_version=settings.azure_openai_api_version,
+            **credentials,
+            **common,
+        )
+        return AzureOpenAIProvider(client, deployment=settings.azure_openai_deployment, auth=auth)
+    if settings.model_provider == "openai_compatible":
+        assert settings.openai_model is not None
+        client = openai.AsyncOpenAI(
+            base_url=settings.openai_base_url,
+            api_key=settings.openai_api_key or "not-needed",
+            **common,
+        )
+        return OpenAIChatProvider(client, model=settings.openai_model)
+    if settings.uses_local_engine:
+        from shared.providers.local import LocalProvider  # lazily: the offline engine's imports are heavier
+
+        return LocalProvider()
+    return UnconfiguredProvider()
+
+
+def _entra_token_provider(credential: Callable[[], TokenCredential] | None) -> Callable[[], str]:
+    """The bearer-token callable the SDK asks before each request (azure-identity caches the token)."""
+    if credential is None:
+        raise ConfigError("AZURE_OPENAI_API_KEY", "is not set, and no Entra ID credential was given to use instead")
+    from azure.identity import get_bearer_token_provider
+
+    return get_bearer_token_provider(credential(), ENTRA_SCOPE)
