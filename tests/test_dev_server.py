@@ -19,11 +19,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 @contextlib.contextmanager
-def dev_server(tmp_path: Path, **settings: str) -> Iterator[tuple[str, dict[str, str], Azurite]]:
+def dev_server(tmp_path: Path, **settings: str) -> Iterator[tuple[str, dict[str, str], Azurite, subprocess.Popen]]:
     """scripts/dev on free ports until its health says storage is reachable; stopped with Ctrl-C after.
 
-    Yields the API base URL, the environment it runs with, and the (not separately started) Azurite
-    whose ports and connection string scripts/dev uses.
+    Yields the API base URL, the environment it runs with, the (not separately started) Azurite
+    whose ports and connection string scripts/dev uses, and the scripts/dev process.
     """
     port = free_port()
     storage = Azurite()  # not started here: only its free ports and connection string are used
@@ -48,9 +48,10 @@ def dev_server(tmp_path: Path, **settings: str) -> Iterator[tuple[str, dict[str,
             assert time.monotonic() < deadline, "scripts/dev did not become healthy"
             time.sleep(0.3)
         assert health.json()["status"] == "ok"
-        yield base, env, storage
+        yield base, env, storage, process
     finally:
-        os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(ProcessLookupError):  # already stopped by the test
+            os.killpg(process.pid, signal.SIGINT)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
@@ -81,7 +82,7 @@ def wait_for_result(base: str, name: str, seconds: float) -> dict:
 def test_scripts_dev_serves_analyze_with_the_cache_on_azurite(aoai, corpus, tmp_path):
     model = {"AZURE_OPENAI_ENDPOINT": aoai.endpoint, "AZURE_OPENAI_API_KEY": aoai.api_key,
              "AZURE_OPENAI_DEPLOYMENT": "gpt-4o"}
-    with dev_server(tmp_path, **model) as (base, env, storage):
+    with dev_server(tmp_path, **model) as (base, env, storage, _):
         image = (corpus / "chelsea.png").read_bytes()
         first = httpx.post(f"{base}/api/analyze", files={"file": ("cat.png", image, "image/png")}, timeout=30)
         second = httpx.post(f"{base}/api/analyze", files={"file": ("cat.png", image, "image/png")}, timeout=30)
@@ -103,7 +104,7 @@ def test_scripts_dev_serves_analyze_with_the_cache_on_azurite(aoai, corpus, tmp_
 @pytest.mark.timeout(180)
 def test_quickstart_without_any_cloud_account(tmp_path):
     """README's quickstart: scripts/dev with no model settings, drop samples/ into Azurite, read results."""
-    with dev_server(tmp_path) as (base, env, storage):
+    with dev_server(tmp_path) as (base, env, storage, _):
         assert httpx.get(f"{base}/api/health", timeout=5).json()["model"]["provider"] == "local"
         names = sorted(line.split("/", 1)[1] for line in upload(env, storage, tmp_path, str(REPO / "samples")))
         assert names == ["describe/chelsea.png", "invoices/invoice.png", "ocr/page.png"]
@@ -112,3 +113,21 @@ def test_quickstart_without_any_cloud_account(tmp_path):
     assert results["invoices/invoice.png"]["data"]["invoice_number"] == "INV-2024-0042"
     assert results["ocr/page.png"]["analysis"].count("\n") >= 3
     assert results["describe/chelsea.png"]["analysis"].startswith("Local analysis")
+
+
+@pytest.mark.azurite
+@pytest.mark.timeout(120)
+def test_scripts_dev_stops_all_three_on_sigterm(tmp_path):
+    """A supervisor's TERM (to scripts/dev alone, not its group) stops Azurite, the watcher and the API."""
+    with dev_server(tmp_path) as (base, _, storage, process):
+        children = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 3
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 143
+        for pid in children:
+            with pytest.raises(ProcessLookupError):
+                os.kill(int(pid), 0)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"{base}/api/health", timeout=2)
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{storage.blob_port}/", timeout=2)
