@@ -153,8 +153,8 @@ class Analyzer:
             prompt=options.prompt,
             detail=options.detail or "",
             max_tokens=options.max_tokens,
-            extra={"task": options.task or "", "provider": self.provider.name,
-                   "engine": str(getattr(self.provider, "model", "")), **extra},
+            extra={"task": options.task or "", "provider": self.provider.name, "engine": self.provider.model,
+                   **extra},
         )
 
     async def cached(self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -192,8 +192,8 @@ class Analyzer:
         A provider that bills nothing (the local engine) may ask for its own detail and JPEG quality.
         """
         provider = provider or self.provider
-        detail = getattr(provider, "preferred_detail", None) or detail
-        quality = getattr(provider, "preferred_jpeg_quality", None) or self.settings.jpeg_quality
+        detail = provider.preferred_detail or detail
+        quality = provider.preferred_jpeg_quality or self.settings.jpeg_quality
         if detail is None:
             width, height, _ = image_size(data)
             detail = select_detail_level(task, width, height)

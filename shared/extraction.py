@@ -217,7 +217,7 @@ async def ask_structured(analyzer: Analyzer, request: VisionRequest, check: Chec
         value, errors = parse_reply(completion, current.max_tokens, check)
         if not errors:
             return StructuredReply(value, replace(completion, usage=spent), attempt)
-        if attempt == 2 or getattr(analyzer.provider, "deterministic", False):
+        if attempt == 2 or analyzer.provider.deterministic:
             # A deterministic provider (the local engine) would only repeat itself: no re-ask.
             raise ExtractionFailed(raw_reply=completion.text, errors=errors, attempts=attempt, usage=spent)
         max_tokens = request.max_tokens
@@ -385,7 +385,7 @@ async def extract(
         base = analyzer.build_result(reply.completion, prepared, data, task=None)
         result = {"kind": kind, "data": value, "warnings": warnings, "attempts": reply.attempts,
                   **{name: base[name] for name in _RESULT_FIELDS}, "schema_hash": target.schema_hash}
-        provenance = getattr(reply.completion, "provenance", None)  # the local engine says where it read each value
+        provenance = reply.completion.provenance  # the local engine says where it read each value
         return {**result, "provenance": provenance} if provenance else result
 
     result = await analyzer.cached(key, compute)

@@ -12,7 +12,7 @@ Decisions, and why:
   Pillow plugin, so look-alike bytes never reach plugins such as EPS. No known signature (text, PDF,
   HTML, and also empty input: one answer for "this is not an image") -> ``UnsupportedImage`` (415).
   A signature Pillow still cannot read (exotic TIFF, corrupt or truncated file) -> ``ImageDecodeError``
-  (422), never a raw Pillow exception (see ``_DECODE_ERRORS``).
+  (422), never a raw Pillow exception (:func:`pillow_errors`, the one place they are mapped).
 * **Pixel limit before decoding**: ``Image.open`` parses only the header, and ``max_pixels`` (default
   50 MP) is checked on that size before any pixel is decoded. Pillow's process-wide guard
   (``Image.MAX_IMAGE_PIXELS``) is a backstop we neither rely on nor mutate: past twice its value Pillow
@@ -44,7 +44,8 @@ import base64
 import io
 import re
 import struct
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
@@ -220,17 +221,13 @@ def prepare_image(
         out_w, out_h = target_size(width, height, DETAIL_MAX_SIDE[detail])
         # Work in stored orientation until the end: rotating the small result is cheaper.
         stored = (out_h, out_w) if orientation in _SWAPS_SIDES else (out_w, out_h)
-        try:
+        with pillow_errors(fmt, limit=limit):
             box = None
             if fmt == "JPEG" and stored != im.size:
                 drafted = im.draft("RGB", stored)
                 box = drafted[1] if drafted else None
             im.load()
             frame = _normalise(im)
-        except Image.DecompressionBombError as exc:
-            raise _too_large(exc, limit) from exc
-        except _DECODE_ERRORS as exc:
-            raise _undecodable(fmt, exc) from exc
 
         if frame.size != stored:
             frame = frame.resize(stored, _RESAMPLE[detail], box=box, reducing_gap=_REDUCING_GAP)
@@ -294,16 +291,29 @@ def _sniff_or_raise(data: bytes) -> str:
     return fmt
 
 
-def _open(data: bytes, fmt: str, limit: int | None) -> Image.Image:
-    """Parse the header with the sniffed format's plugin only; no pixels decoded."""
+@contextmanager
+def pillow_errors(fmt: str | None = None, *, limit: int | None = None) -> Iterator[None]:
+    """Pillow's exceptions from broken or hostile input as our errors: the one place they are mapped.
+
+    Every module that decodes with Pillow (this one, the offline engine) does it inside this block.
+    The bomb guard becomes :class:`ImageTooLarge`, anything else a decoder raises (``_DECODE_ERRORS``)
+    :class:`ImageDecodeError`; ``fmt`` (the sniffed format) and ``limit`` only make the message exact.
+    """
     try:
-        return Image.open(io.BytesIO(data), formats=[fmt])
+        yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise _too_large(exc, limit) from exc
     except UnidentifiedImageError as exc:
-        raise ImageDecodeError(f"the bytes start like {fmt} but Pillow cannot read them", format=fmt) from exc
+        told = f"the bytes start like {fmt} but Pillow cannot read them" if fmt else "Pillow cannot read the image"
+        raise ImageDecodeError(told, format=fmt) from exc
     except _DECODE_ERRORS as exc:
         raise _undecodable(fmt, exc) from exc
+
+
+def _open(data: bytes, fmt: str, limit: int | None) -> Image.Image:
+    """Parse the header with the sniffed format's plugin only; no pixels decoded."""
+    with pillow_errors(fmt, limit=limit):
+        return Image.open(io.BytesIO(data), formats=[fmt])
 
 
 def _too_large(exc: Exception, limit: int | None) -> ImageTooLarge:
@@ -314,9 +324,9 @@ def _too_large(exc: Exception, limit: int | None) -> ImageTooLarge:
     return ImageTooLarge(int(found.group(1)) if found else effective + 1, effective)
 
 
-def _undecodable(fmt: str, exc: BaseException) -> ImageDecodeError:
+def _undecodable(fmt: str | None, exc: BaseException) -> ImageDecodeError:
     reason = str(exc) or type(exc).__name__
-    return ImageDecodeError(f"the {fmt} image cannot be decoded: {reason}", format=fmt)
+    return ImageDecodeError(f"the {fmt + ' ' if fmt else ''}image cannot be decoded: {reason}", format=fmt)
 
 
 def _orientation(im: Image.Image) -> int:

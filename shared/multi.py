@@ -36,7 +36,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from shared.analysis import AnalysisOptions, Analyzer, image_info, validate_options
-from shared.config import MB
 from shared.errors import InvalidParameter, NotSupported, PayloadTooLarge, VisionError
 from shared.extraction import ask_structured, default_max_tokens, model_format, pydantic_check
 from shared.imaging import DETAIL_MAX_SIDE, PreparedImage, image_size, select_detail_level, target_size
@@ -73,8 +72,7 @@ class Synthesis(BaseModel):
 def limits(analyzer: Analyzer) -> tuple[int, int, int]:
     """(most images, most total bytes, most estimated image tokens) of one request."""
     settings = analyzer.settings
-    return (getattr(settings, "max_images", 10), getattr(settings, "max_total_bytes", 50 * MB),
-            getattr(settings, "max_image_tokens", 20000))
+    return settings.max_images, settings.max_total_bytes, settings.max_image_tokens
 
 
 def labels(count: int) -> tuple[str, ...]:
@@ -99,7 +97,7 @@ def check_images(analyzer: Analyzer, images: list[bytes], *, one_request: bool =
     """
     most, total_limit, _ = limits(analyzer)
     setting = "VISION_MAX_IMAGES"
-    provider_most = getattr(analyzer.provider, "max_images_per_request", most)
+    provider_most = analyzer.provider.max_images_per_request
     if one_request and provider_most < 2:
         raise NotSupported(f"comparing images needs a language model; the {analyzer.provider.name} provider "
                            "takes one image at a time: set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT, "

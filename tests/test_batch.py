@@ -19,6 +19,7 @@ from shared.batch import BatchSummary, iter_images, run_batch
 from shared.cli.batch import add_batch_parser
 from shared.cli.exit_codes import EXIT_FAILURES
 from shared.errors import InputError, InvalidParameter, ModelNotConfigured
+from shared.providers.base import Provider
 from shared.services import build_analyzer
 from tests.aoai_double import Reply
 
@@ -246,7 +247,7 @@ async def test_progress_bar_gets_a_total_from_the_walk(analyzer, aoai, folder, t
     assert "8/8" in stream.getvalue() and "failed=3" in stream.getvalue()
 
 
-class CountingProvider:
+class CountingProvider(Provider):
     """Wraps the real provider and records the most calls in flight at once."""
 
     def __init__(self, inner) -> None:

@@ -8,7 +8,6 @@ import argparse
 import base64
 import copy
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -168,15 +167,11 @@ async def test_still_invalid_after_the_re_ask_fails_honestly(make_settings, make
 async def test_provenance_of_a_completion_is_passed_on(make_settings, page):
     """The local engine's completions say where each value was read; the result carries that along."""
 
-    @dataclass(frozen=True)
-    class Located(Completion):
-        provenance: dict = field(default_factory=dict)
-
     class Engine(Provider):
         name = "local"
 
         async def complete(self, request: VisionRequest) -> Completion:
-            return Located(json.dumps(INVOICE), "engine-1", Usage(), "stop", provenance={"total": {"box": [1, 2]}})
+            return Completion(json.dumps(INVOICE), "engine-1", Usage(), "stop", provenance={"total": {"box": [1, 2]}})
 
     result = await extract(Analyzer(make_settings(), Engine(), None), page, "invoice")
     assert result["provenance"] == {"total": {"box": [1, 2]}} and result["provider"] == "local"

@@ -29,6 +29,7 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +60,7 @@ log = logging.getLogger(__name__)
 RESULT_VERSION = 1
 TERMINAL = ("succeeded", "failed")
 
+
 class TransientFailure(Exception):
     """Raised so the host redelivers the blob; ``attempts`` deliveries have failed so far."""
 
@@ -67,6 +69,15 @@ class TransientFailure(Exception):
         self.name = name
         self.attempts = attempts
         self.cause = cause
+
+
+@contextlib.contextmanager
+def storage_failures(name: str, attempts: int, what: str = "storage") -> Iterator[None]:
+    """Storage errors as a redelivery (:class:`TransientFailure`): the one place the blob flow maps ``AzureError``."""
+    try:
+        yield
+    except AzureError as exc:
+        raise TransientFailure(name, attempts, f"{what}: {type(exc).__name__}") from exc
 
 
 @dataclass
@@ -128,13 +139,12 @@ class BlobPipeline:
     async def handle(self, blob: BlobClient, *, force: bool = False) -> Outcome:
         """Process one blob; returns what happened, raises :class:`TransientFailure` to be retried."""
         name = blob.blob_name
-        try:
-            await asyncio.to_thread(self.ensure_containers)
-            properties = await asyncio.to_thread(blob.get_blob_properties)
-        except ResourceNotFoundError:
-            return Outcome(name, "skipped", "the blob no longer exists")
-        except AzureError as exc:
-            raise TransientFailure(name, 0, f"storage: {type(exc).__name__}") from exc
+        with storage_failures(name, 0):
+            try:
+                await asyncio.to_thread(self.ensure_containers)
+                properties = await asyncio.to_thread(blob.get_blob_properties)
+            except ResourceNotFoundError:
+                return Outcome(name, "skipped", "the blob no longer exists")
         source = {
             "container": blob.container_name,
             "name": name,
@@ -156,10 +166,8 @@ class BlobPipeline:
     async def _handle_claimed(self, blob: BlobClient, target: BlobClient, properties: Any,
                               source: dict[str, Any], force: bool) -> Outcome:
         name = blob.blob_name
-        try:
+        with storage_failures(name, 0):
             claim = await asyncio.to_thread(self._claim, target, source, force)
-        except AzureError as exc:
-            raise TransientFailure(name, 0, f"storage: {type(exc).__name__}") from exc
         if isinstance(claim, str):
             return Outcome(name, "skipped", claim, target.blob_name)
 
@@ -286,24 +294,21 @@ class BlobPipeline:
     # -- endings --------------------------------------------------------------------------
 
     async def _write_final(self, target: BlobClient, claim: Claim, document: dict[str, Any]) -> None:
-        try:
-            await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
-            self._owned.pop(target.blob_name, None)
-        except ResourceModifiedError:
-            self._owned.pop(target.blob_name, None)
-            # Our claim expired and another delivery took over: its result stands, ours is dropped.
-            log.warning("result for %s was taken over by another delivery; keeping theirs", document["blob"])
-        except AzureError as exc:
-            raise TransientFailure(document["blob"], claim.attempts, f"storage: {type(exc).__name__}") from exc
+        with storage_failures(document["blob"], claim.attempts):
+            try:
+                await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
+                self._owned.pop(target.blob_name, None)
+            except ResourceModifiedError:
+                self._owned.pop(target.blob_name, None)
+                # Our claim expired and another delivery took over: its result stands, ours is dropped.
+                log.warning("result for %s was taken over by another delivery; keeping theirs", document["blob"])
 
     async def _terminal(self, blob: BlobClient, target: BlobClient, claim: Claim, source: dict[str, Any],
                         job: BlobJob | None, error: VisionError) -> Outcome:
         """Record a failure that retrying cannot fix, and keep the original in quarantine."""
         quarantined = result_name(source["name"], suffix="")
-        try:
+        with storage_failures(source["name"], claim.attempts, "quarantine"):
             await asyncio.to_thread(self._quarantine, blob, quarantined, error)
-        except AzureError as exc:
-            raise TransientFailure(source["name"], claim.attempts, f"quarantine: {type(exc).__name__}") from exc
         document = self._failure_document(claim, source, job, error.to_problem())
         document["quarantined"] = f"{self.settings.quarantine_container}/{quarantined}"
         await self._write_final(target, claim, document)

@@ -35,8 +35,8 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
-from shared.errors import ImageDecodeError, ModelNotConfigured
-from shared.imaging import to_rgb
+from shared.errors import ModelNotConfigured
+from shared.imaging import pillow_errors, to_rgb
 
 ENGINE_PACKAGE = "rapidocr-onnxruntime"
 DETECTION_BOX_THRESHOLD = 0.3
@@ -123,14 +123,12 @@ def model_files() -> list[str]:
 
 def load_image(image: bytes | Image.Image) -> Image.Image:
     """Bytes or a Pillow image as displayed (EXIF orientation applied), 8-bit RGB."""
-    if isinstance(image, Image.Image):
-        return to_rgb(ImageOps.exif_transpose(image))
-    try:
+    with pillow_errors():
+        if isinstance(image, Image.Image):
+            return to_rgb(ImageOps.exif_transpose(image))
         with Image.open(io.BytesIO(image)) as opened:
             opened.load()
             return to_rgb(ImageOps.exif_transpose(opened))
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageDecodeError(f"the local engine cannot decode the image: {exc}") from exc
 
 
 def ocr(image: bytes | Image.Image) -> list[TextBox]:
@@ -220,11 +218,10 @@ def dominant_colours(image: Image.Image, count: int = 5) -> list[dict[str, Any]]
 def image_facts(image: bytes | Image.Image) -> dict[str, Any]:
     """Size (as displayed), mode, format, orientation, a few safe EXIF tags and the dominant colours."""
     if not isinstance(image, Image.Image):
-        try:
-            with Image.open(io.BytesIO(image)) as opened:
-                return image_facts(opened)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-            raise ImageDecodeError(f"the local engine cannot decode the image: {exc}") from exc
+        with pillow_errors():
+            opened = Image.open(io.BytesIO(image))
+        with opened:
+            return image_facts(opened)
     exif = _safe_exif(image)
     displayed = load_image(image)
     width, height = displayed.size

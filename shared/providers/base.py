@@ -63,14 +63,32 @@ class Completion:
     usage: Usage
     finish_reason: str | None = None
     rate_limit: dict[str, str] = field(default_factory=dict)
+    #: Where each extracted value was read, for providers that know (the offline engine):
+    #: field path (``total``, ``line_items[0].total``, ``rows[2].Qty``) -> {text, confidence, box}.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 class Provider(abc.ABC):
-    """A model that can look at images. Subclasses implement :meth:`complete`."""
+    """A model that can look at images. Subclasses implement :meth:`complete` and declare what differs.
+
+    The services read these capabilities directly; each has the default a billed language model wants.
+    """
 
     name: str = "provider"
     supports_images: bool = True
+    #: Most images one request may carry (compare sends them all at once).
     max_images_per_request: int = 10
+    #: The same request always gets the same answer, so re-asking after a bad reply is pointless.
+    deterministic: bool = False
+    #: Detail level and JPEG quality this provider wants whatever the caller asked (None: the caller's
+    #: choice and ``VISION_JPEG_QUALITY``); a provider that bills nothing may ask for the sharpest image.
+    preferred_detail: str | None = None
+    preferred_jpeg_quality: int | None = None
+
+    @property
+    def model(self) -> str:
+        """What answers: the model or deployment name, or the engine and its version; part of cache keys."""
+        return ""
 
     @abc.abstractmethod
     async def complete(self, request: VisionRequest) -> Completion:
@@ -95,5 +113,3 @@ class UnconfiguredProvider(Provider):
             "(and AZURE_OPENAI_API_KEY for local work), or OPENAI_BASE_URL and OPENAI_MODEL",
             retry_after=None,
         )
-
-

@@ -21,7 +21,7 @@ What it answers, decided by ``request.task`` (the prompt is not read, only recog
   ``{"columns", "rows": [[cell, ...]]}``, the grid a model is asked for) or
   :func:`~shared.offline.forms.fill_schema_from_boxes`
   for the extraction layer to validate like any model reply; the boxes each value came from are on
-  the returned :class:`LocalCompletion` as ``provenance`` (paths as in the final data: ``total``,
+  the returned :class:`~shared.providers.base.Completion` as ``provenance`` (paths as in the final data: ``total``,
   ``line_items[0].total``, ``rows[2].Qty``).
 
 A ``follow_up`` (a re-ask after a failed validation) is ignored: the engine is deterministic, the same
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
 
@@ -40,21 +39,14 @@ from shared.errors import ModelError, NotSupported, VisionError
 from shared.offline import documents, engine, forms
 from shared.offline.report import markdown_table, report
 from shared.providers.base import Completion, Provider, Usage, VisionRequest
-from shared.tasks import EXTRACTION_KINDS, KNOWN_PROMPTS
+from shared.tasks import EXTRACTION_KINDS, KNOWN_PROMPTS, TASKS
 
 ENABLE_A_MODEL = (
     "set AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT (Azure OpenAI), "
     "or OPENAI_BASE_URL and OPENAI_MODEL (an OpenAI-compatible server such as Ollama)"
 )
-REPORT_TASKS = frozenset({"describe", "classification", "quick_summary", "detailed_analysis", "object_detection"})
-TEXT_TASKS = REPORT_TASKS | {"ocr", "table_extraction"}
-
-
-@dataclass(frozen=True)
-class LocalCompletion(Completion):
-    """A completion plus where each extracted value was read: field path -> {text, confidence, box}."""
-
-    provenance: dict[str, Any] = field(default_factory=dict)
+#: Every analysis task: ``ocr`` and ``table_extraction`` as text, the others as the report.
+TEXT_TASKS = frozenset(TASKS)
 
 
 def _version(package: str) -> str:
@@ -103,9 +95,8 @@ class LocalProvider(Provider):
         text = await asyncio.to_thread(self._answer, request.images[0].data, request, task)
         return self._completion(text, {})
 
-    def _completion(self, text: str, provenance: dict[str, Any]) -> LocalCompletion:
-        return LocalCompletion(text=text, model=self.model, usage=Usage(0, 0), finish_reason="stop",
-                               provenance=provenance)
+    def _completion(self, text: str, provenance: dict[str, Any]) -> Completion:
+        return Completion(text=text, model=self.model, usage=Usage(0, 0), finish_reason="stop", provenance=provenance)
 
     def _extract(self, request: VisionRequest, task: str) -> tuple[str, dict[str, Any]]:
         """JSON text for the extraction layer to validate, and the provenance of each value."""

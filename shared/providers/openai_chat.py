@@ -121,6 +121,10 @@ class OpenAIChatProvider(Provider):
         self._model = model
         self._deployment = deployment or model
 
+    @property
+    def model(self) -> str:
+        return self._model
+
     async def complete(self, request: VisionRequest) -> Completion:
         try:
             extra: dict[str, Any] = {}
