@@ -7,6 +7,9 @@ model call. Only on a miss is the image sniffed, prepared and sent.
 Concurrent identical requests in one process share one model call
 (single-flight), so a burst of duplicates does not pay N times while the first
 answer is still on its way to the cache.
+
+The :class:`Analyzer` is handed its provider and cache (:func:`shared.services.build_analyzer`
+wires them from settings), so this layer never decides which model or storage it talks to.
 """
 
 from __future__ import annotations
@@ -186,10 +189,11 @@ class Analyzer:
         return result
 
     async def prepare(self, data: bytes, detail: str | None, task: str | None, *,
-                      provider: Provider | None = None) -> PreparedImage:
+                      provider: Provider | None = None, model: str | None = None) -> PreparedImage:
         """Sniff, check and prepare one image off the event loop; detail chosen from task and size if None.
 
         A provider that bills nothing (the local engine) may ask for its own detail and JPEG quality.
+        ``model`` changes only the token estimate (default: the model the settings name).
         """
         provider = provider or self.provider
         detail = provider.preferred_detail or detail
@@ -201,7 +205,7 @@ class Analyzer:
             prepare_image,
             data,
             detail,
-            model=self.settings.estimation_model,
+            model=model or self.settings.estimation_model,
             max_pixels=self.settings.max_image_pixels,
             jpeg_quality=quality,
             model_overrides=self.model_overrides,

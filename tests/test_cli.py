@@ -10,6 +10,7 @@ from pathlib import Path
 
 from shared.cli.exit_codes import EXIT_CONFIG, EXIT_INPUT, EXIT_MODEL, EXIT_OK
 from shared.cli.main import main
+from shared.imaging import prepare_image
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,8 @@ def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) 
 def test_help_documents_commands_and_settings():
     result = run("--help")
     assert result.returncode == 0
-    for word in ("analyze", "prepare", "serve", "AZURE_OPENAI_ENDPOINT", "VISION_MAX_IMAGE_BYTES"):
+    for word in ("analyze", "prepare", "serve", "compare", "sequence", "AZURE_OPENAI_ENDPOINT",
+                 "VISION_MAX_IMAGE_BYTES"):
         assert word in result.stdout
     analyze_help = run("analyze", "--help").stdout
     assert "--prompt" in analyze_help and "--detail" in analyze_help and "AZURE_OPENAI_DEPLOYMENT" in analyze_help
@@ -42,6 +44,25 @@ def test_prepare_reports_what_would_be_sent(corpus, tmp_path):
     assert report["estimated_input_cost_usd"] > 0
     text = run("prepare", str(corpus / "astronaut.png"), cwd=tmp_path)
     assert "512x512" in text.stdout and "tokens" in text.stdout
+
+
+def test_prepare_uses_the_providers_preferences(corpus, tmp_path, monkeypatch, capsys):
+    """prepare reports what analyze sends: the offline engine asks for high detail at JPEG q95 whatever is asked."""
+    for name in ("AZURE_OPENAI_ENDPOINT", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VISION_CACHE_ENABLED", "false")
+    monkeypatch.setenv("VISION_PROVIDER", "local")
+    data = (corpus / "astronaut.png").read_bytes()
+    assert main(["prepare", str(corpus / "astronaut.png"), "--detail", "low", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    sent = prepare_image(data, "high", jpeg_quality=95)
+    assert (report["provider"], report["detail"]) == ("local", "high")
+    assert report["sent"]["bytes"] == len(sent.data) and report["estimated_image_tokens"] == sent.estimated_tokens
+    monkeypatch.setenv("VISION_PROVIDER", "none")  # a billed model: the caller's detail and VISION_JPEG_QUALITY
+    assert main(["prepare", str(corpus / "astronaut.png"), "--detail", "low", "--json"]) == EXIT_OK
+    report = json.loads(capsys.readouterr().out)
+    assert report["detail"] == "low" and report["sent"]["bytes"] == len(prepare_image(data, "low").data)
 
 
 def test_analyze_json_against_the_double(aoai, corpus, tmp_path):

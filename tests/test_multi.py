@@ -9,7 +9,7 @@ import json
 import httpx
 import pytest
 
-from shared.cli.multi import add_compare_parser
+from shared.cli.multi import add_compare_parser, add_sequence_parser
 from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedImage
 from shared.multi import TotalTooLarge, compare, sequence
 from tests.aoai_double import Reply
@@ -256,3 +256,25 @@ async def test_cli_compare(aoai, images, corpus, monkeypatch, tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"[Image 1] {left}" in out and f"[Image 2] {right}" in out and "same motorcycle" in out
     assert len(aoai.last_request.images) == 2
+
+
+async def test_cli_sequence(aoai, images, corpus, monkeypatch, tmp_path, capsys):
+    """The CLI's sequence calls the service the /api/sequence route calls: per-image analyses, one synthesis."""
+    for key, value in {"AZURE_OPENAI_ENDPOINT": aoai.endpoint, "AZURE_OPENAI_API_KEY": aoai.api_key,
+                       "AZURE_OPENAI_DEPLOYMENT": "gpt-4o", "VISION_CACHE_ENABLED": "false"}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(tmp_path)
+    aoai.set_responder(_synthesis_responder)
+    parser = argparse.ArgumentParser()
+    add_sequence_parser(parser.add_subparsers(dest="command", required=True))
+    left, right = str(corpus / "motorcycle_left.png"), str(corpus / "motorcycle_right.png")
+    args = parser.parse_args(["sequence", left, right, "--detail", "low"])
+    assert await args.handler(args) == 0
+    out = capsys.readouterr().out
+    assert f"[Image 1] {left}" in out and f"[Image 2] {right}" in out
+    assert "Common themes:\n- a motorcycle" in out and "Recommendations:\n- photograph the front too" in out
+    assert len(aoai.requests) == 3 and aoai.requests[-1].body["response_format"]["json_schema"]["strict"] is True
+    as_json = parser.parse_args(["sequence", left, right, "--detail", "low", "--json"])
+    assert await as_json.handler(as_json) == 0
+    assert json.loads(capsys.readouterr().out)["synthesis"] == SYNTHESIS
+

@@ -1,4 +1,8 @@
-"""``analyze`` (one image through the configured model) and ``prepare`` (what would be sent, no model call)."""
+"""``analyze`` (one image through the configured model) and ``prepare`` (what would be sent, no model call).
+
+Both prepare the image with :meth:`~shared.analysis.Analyzer.prepare`, so ``prepare`` reports what the
+configured provider would really receive (the offline engine asks for ``high`` detail and JPEG q95).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from shared.cli.exit_codes import EXIT_OK
 from shared.config import load_settings
 from shared.services import build_analyzer
 from shared.tasks import DEFAULT_PROMPT, DETAILS, TASKS
+from shared.tokens import estimate_cost
 
 
 async def analyze(args: argparse.Namespace) -> int:
@@ -30,31 +35,27 @@ async def analyze(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def prepare(args: argparse.Namespace) -> int:
-    from shared.imaging import image_size, prepare_image, select_detail_level
-    from shared.tokens import estimate_cost, load_model_overrides
-
+async def prepare(args: argparse.Namespace) -> int:
+    """What ``analyze`` would send, prepared exactly as it would be (the provider's preferences included)."""
     settings = load_settings()
-    overrides = load_model_overrides(settings.model_table_json) if settings.model_table_json else None
-    data = read_file(args.image)
-    detail = args.detail
-    if detail is None:
-        width, height, _ = image_size(data)
-        detail = select_detail_level(args.task, width, height)
-    model = args.model or settings.estimation_model
-    prepared = prepare_image(
-        data, detail, model=model, max_pixels=settings.max_image_pixels,
-        jpeg_quality=settings.jpeg_quality, model_overrides=overrides,
-    )
+    analyzer = build_analyzer(settings.replace(cache_enabled=False))  # no model call, no cache lookup
+    try:
+        data = read_file(args.image)
+        model = args.model or settings.estimation_model
+        prepared = await analyzer.prepare(data, args.detail, args.task, model=model)
+    finally:
+        await analyzer.aclose()
+    cost = estimate_cost(prepared.estimated_tokens, 0, model, analyzer.model_overrides)
     report = {
         "file": args.image,
+        "provider": analyzer.provider.name,
         "format": prepared.format,
         "original": {"width": prepared.original_width, "height": prepared.original_height, "bytes": len(data)},
         "sent": {"width": prepared.width, "height": prepared.height, "bytes": len(prepared.data), "format": "JPEG"},
         "detail": prepared.detail,
         "model": model,
         "estimated_image_tokens": prepared.estimated_tokens,
-        "estimated_input_cost_usd": round(estimate_cost(prepared.estimated_tokens, 0, model, overrides), 6),
+        "estimated_input_cost_usd": round(cost, 6),
     }
     if args.json:
         print_json(report)

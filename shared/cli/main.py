@@ -1,4 +1,4 @@
-"""``python -m shared``: analyse, prepare, extract, compare and serve from a terminal.
+"""``python -m shared``: analyse, prepare, extract, compare, sequence and serve from a terminal.
 
 Thin on purpose: each command (one module per group in this package) parses arguments,
 calls the same service function the HTTP routes call, and returns an exit code; only
@@ -22,7 +22,7 @@ from shared.cli.blob import add_blob_parsers
 from shared.cli.exit_codes import EXIT_CONFIG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODEL
 from shared.cli.extract import add_extract_parser
 from shared.cli.image import add_analyze_parser, add_prepare_parser
-from shared.cli.multi import add_compare_parser
+from shared.cli.multi import add_compare_parser, add_sequence_parser
 from shared.cli.serve import add_serve_parser
 from shared.config import settings_help
 from shared.errors import ConfigError, InputError, ModelError, VisionError
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_batch_parser(commands)
     add_extract_parser(commands)
     add_compare_parser(commands)
+    add_sequence_parser(commands)
     return parser
 
 
