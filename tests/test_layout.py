@@ -21,7 +21,8 @@ PACKAGE = REPO / "shared"
 #: Bottom to top. A module may import its own layer and the ones below, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.config", "shared.tokens", "shared.imaging")),
-    ("parts", ("shared.providers", "shared.offline", "shared.cache", "shared.storage", "shared.schemas")),
+    ("parts", ("shared.providers", "shared.offline", "shared.cache", "shared.storage", "shared.schemas",
+               "shared.quota")),
     ("services", ("shared.analysis", "shared.extraction", "shared.multi", "shared.batch", "shared.blob.jobs",
                   "shared.blob.pipeline", "shared.blob.watch", "shared.services")),
     ("edges", ("shared.http", "shared.cli", "shared.blob.trigger", "shared.__main__")),

@@ -1,0 +1,197 @@
+"""One limiter per process, pacing every model call to each deployment's TPM and RPM quota.
+
+Every edge (HTTP routes, the blob trigger, ``watch``, ``process``, ``batch``, extraction,
+compare, sequence and the re-ask) reaches the model through a provider, and the provider asks the
+:class:`Limiter` for admission before each call, so they all share one budget per deployment.
+
+- Waiters are served first come, first served, one at a time, so a queue drains at the quota's
+  pace instead of bursting.
+- A 429 pauses the deployment for the service's ``retry-after-ms`` / ``retry-after``: everyone
+  waiting resumes after the pause, in order, instead of each retrying on its own timer.
+- ``x-ratelimit-remaining-tokens`` / ``-requests`` on every response pull our count down to the
+  service's (other clients and other instances spend the same quota), and, when no limit is
+  configured, teach us the limit: the largest ``remaining + this request`` seen.
+- A caller waits only up to its deadline; if admission is further away, it gets
+  :class:`~shared.errors.ModelThrottled` at once, with the wait as ``retry_after``.
+
+Several Function instances share one deployment: each gets ``limit / instances`` (README "Scale").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from shared.errors import ModelThrottled
+from shared.quota.bucket import QuotaBucket
+
+#: Azure assigns requests per minute at 6 per 1,000 tokens per minute.
+RPM_PER_1000_TPM = 6
+
+
+def default_rpm(tpm: float) -> float:
+    return max(1.0, tpm * RPM_PER_1000_TPM / 1000)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What admission cost a call: how long it waited, and the charge reserved."""
+
+    waited_seconds: float
+    charge: int
+
+
+def _header_number(headers: Mapping[str, str], name: str) -> float | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+class DeploymentLimiter:
+    """The TPM and RPM buckets of one deployment (in this process)."""
+
+    def __init__(self, name: str, *, tpm: float | None = None, rpm: float | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.name = name
+        self.learning = tpm is None
+        self.tokens = QuotaBucket(tpm) if tpm else None
+        rpm = rpm or (default_rpm(tpm) if tpm else None)
+        self.requests = QuotaBucket(rpm) if rpm else None
+        self._clock = clock
+        self._sleep = sleep
+        self._paused_until = 0.0
+        self._lock: asyncio.Lock | None = None
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._queued_tokens = 0
+        self.throttle_pauses = 0
+
+    def _turnstile(self) -> asyncio.Lock:
+        """The FIFO lock of the running loop (tests run several loops in one process)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock_loop is not loop:
+            self._lock, self._lock_loop = asyncio.Lock(), loop
+        return self._lock
+
+    def wait_time(self, charge: int, now: float) -> float:
+        """Seconds until a call of ``charge`` tokens may start (0: now)."""
+        waits = [self._paused_until - now]
+        if self.tokens is not None:
+            waits.append(self.tokens.wait_time(charge, now))
+        if self.requests is not None:
+            waits.append(self.requests.wait_time(1, now))
+        return max(0.0, *waits)
+
+    def _queue_estimate(self, charge: int, now: float) -> float:
+        """How long a newcomer would wait behind everyone queued: the Retry-After we give back."""
+        wait = max(0.0, self._paused_until - now)
+        if self.tokens is not None:
+            backlog = self._queued_tokens + charge - max(0.0, self.tokens.level)
+            wait = max(wait, backlog / self.tokens.rate)
+        return max(1.0, wait)
+
+    async def acquire(self, charge: int, *, deadline: float | None = None) -> Admission:
+        """Wait for ``charge`` tokens and one request, in arrival order, until ``deadline`` (a clock reading)."""
+        start = self._clock()
+        self._queued_tokens += charge
+        try:
+            lock = self._turnstile()
+            try:
+                if deadline is None:
+                    await lock.acquire()
+                else:
+                    async with asyncio.timeout(max(0.0, deadline - start)):
+                        await lock.acquire()
+            except TimeoutError:
+                now = self._clock()
+                raise ModelThrottled(f"deployment {self.name!r} is at its quota; the queue is longer than "
+                                     "this request's deadline", retry_after=self._queue_estimate(0, now)) from None
+            try:
+                while (wait := self.wait_time(charge, now := self._clock())) > 0:
+                    if deadline is not None and now + wait > deadline:
+                        raise ModelThrottled(f"deployment {self.name!r} is at its quota for longer than this "
+                                             "request's deadline", retry_after=max(1.0, wait))
+                    await self._sleep(wait)
+                if self.tokens is not None:
+                    self.tokens.take(charge, now)
+                if self.requests is not None:
+                    self.requests.take(1, now)
+                return Admission(waited_seconds=now - start, charge=charge)
+            finally:
+                lock.release()
+        finally:
+            self._queued_tokens -= charge
+
+    def refund(self, charge: int) -> None:
+        """Give back a reservation whose call never reached the service (a connection refused)."""
+        now = self._clock()
+        if self.tokens is not None:
+            self.tokens.give_back(charge, now)
+        if self.requests is not None:
+            self.requests.give_back(1, now)
+
+    def observe(self, headers: Mapping[str, str], charge: int) -> None:
+        """Adapt to the service's own count, from a response's ``x-ratelimit-remaining-*`` headers."""
+        now = self._clock()
+        remaining_tokens = _header_number(headers, "x-ratelimit-remaining-tokens")
+        remaining_requests = _header_number(headers, "x-ratelimit-remaining-requests")
+        if remaining_tokens is not None:
+            if self.learning:
+                seen = remaining_tokens + charge
+                if self.tokens is None:
+                    self.tokens = QuotaBucket(max(seen, 1.0))
+                    self.tokens.take(charge, now)
+                elif seen > self.tokens.per_minute:
+                    self.tokens.resize(seen, now)
+            self.tokens.observe_remaining(remaining_tokens, now)
+        if remaining_requests is not None:
+            if self.learning:
+                seen = remaining_requests + 1
+                if self.requests is None:
+                    self.requests = QuotaBucket(max(seen, 1.0))
+                    self.requests.take(1, now)
+                elif seen > self.requests.per_minute:
+                    self.requests.resize(seen, now)
+            self.requests.observe_remaining(remaining_requests, now)
+
+    def pause(self, seconds: float) -> None:
+        """The service said 429: nobody calls this deployment for ``seconds``, then the queue resumes in order."""
+        now = self._clock()
+        self.throttle_pauses += 1
+        self._paused_until = max(self._paused_until, now + max(0.0, seconds))
+        for bucket in (self.tokens, self.requests):
+            if bucket is not None:
+                bucket.refill(now)
+                bucket.level = min(bucket.level, 0.0)
+
+
+class Limiter:
+    """The process's limiters, one per deployment, each with this instance's share of the quota."""
+
+    def __init__(self, *, tpm: float | None = None, rpm: float | None = None, instances: int = 1,
+                 clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        if instances < 1:
+            raise ValueError("instances must be at least 1")
+        self.tpm = tpm / instances if tpm else None
+        self.rpm = rpm / instances if rpm else None
+        self._clock = clock
+        self._sleep = sleep
+        self._deployments: dict[str, DeploymentLimiter] = {}
+
+    def clock(self) -> float:
+        return self._clock()
+
+    def deployment(self, name: str) -> DeploymentLimiter:
+        if name not in self._deployments:
+            self._deployments[name] = DeploymentLimiter(name, tpm=self.tpm, rpm=self.rpm,
+                                                        clock=self._clock, sleep=self._sleep)
+        return self._deployments[name]

@@ -1,0 +1,137 @@
+"""The quota limiter's arithmetic and queueing, on a simulated clock (no real time passes)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from shared.errors import ModelThrottled
+from shared.quota.bucket import QuotaBucket
+from shared.quota.charge import estimate_charge
+from shared.quota.limiter import DeploymentLimiter, Limiter, default_rpm
+
+
+class SimulatedClock:
+    """A monotonic clock that moves only when a waiter sleeps: sleeping N seconds jumps to the earliest wake-up."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+def test_bucket_holds_one_window_and_refills_per_second():
+    bucket = QuotaBucket(60_000)
+    assert (bucket.capacity, bucket.rate) == (10_000, 1_000)
+    assert bucket.wait_time(10_000, now=0) == 0
+    bucket.take(10_000, now=0)
+    assert bucket.wait_time(2_000, now=0) == pytest.approx(2.0)
+    assert bucket.wait_time(2_000, now=1.5) == pytest.approx(0.5)
+    # A request bigger than a window waits for a full bucket and leaves a debt, never refused forever.
+    assert bucket.wait_time(25_000, now=1.5) == pytest.approx(8.5)
+    bucket.take(25_000, now=10)
+    assert bucket.level == pytest.approx(-15_000)
+
+
+def test_bucket_trusts_the_service_when_it_reports_less_left():
+    bucket = QuotaBucket(60_000)
+    bucket.observe_remaining(12_000, now=0)  # 12K per minute left = 2K in our 10 s window
+    assert bucket.level == pytest.approx(2_000)
+    bucket.observe_remaining(600_000, now=0)  # never raises our count
+    assert bucket.level == pytest.approx(2_000)
+
+
+def test_rpm_follows_tpm_at_six_per_thousand():
+    assert default_rpm(300_000) == 1_800
+    limiter = DeploymentLimiter("gpt-4o", tpm=1_000)
+    assert limiter.requests.per_minute == 6
+
+
+def test_charge_is_prompt_text_images_and_max_tokens():
+    charge = estimate_charge(["Describe this image"], [765], 1_000)
+    assert charge > 765 + 1_000
+    assert charge - 765 - 1_000 < 20
+    assert estimate_charge(["x" * 4_000], [], 0) >= 1_000
+
+
+async def test_concurrent_callers_are_paced_to_the_quota_in_arrival_order():
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", tpm=60_000, rpm=10_000, clock=clock, sleep=clock.sleep)
+    admitted: list[tuple[int, float]] = []
+
+    async def call(index: int) -> None:
+        await limiter.acquire(2_000)
+        admitted.append((index, clock.now))
+
+    await asyncio.gather(*(call(i) for i in range(20)))
+    assert [i for i, _ in admitted] == list(range(20))
+    # 10K burst, then 1K tokens a second: 40K tokens take 30 s, never more than a window's worth early.
+    assert admitted[-1][1] == pytest.approx(30.0)
+    for _, at in admitted:
+        spent_in_window = 2_000 * sum(1 for _, other in admitted if at - 10 < other <= at)
+        assert spent_in_window <= 10_000 + 2_000 * 5  # the initial full bucket plus 10 s of refill
+
+
+async def test_a_429_pauses_everyone_and_they_resume_in_order():
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", tpm=600_000, clock=clock, sleep=clock.sleep)
+    limiter.pause(7.5)
+    admitted: list[tuple[int, float]] = []
+
+    async def call(index: int) -> None:
+        await limiter.acquire(100)
+        admitted.append((index, clock.now))
+
+    await asyncio.gather(*(call(i) for i in range(5)))
+    assert [i for i, _ in admitted] == [0, 1, 2, 3, 4]
+    assert all(at >= 7.5 for _, at in admitted)
+    assert limiter.throttle_pauses == 1
+
+
+async def test_a_deadline_shorter_than_the_wait_answers_at_once_with_retry_after():
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", tpm=60_000, clock=clock, sleep=clock.sleep)
+    await limiter.acquire(10_000)
+    with pytest.raises(ModelThrottled) as raised:
+        await limiter.acquire(5_000, deadline=clock.now + 2)
+    assert raised.value.retry_after == pytest.approx(5.0)
+    assert clock.now == 0  # it did not wait in vain
+    admission = await limiter.acquire(5_000, deadline=clock.now + 10)
+    assert admission.waited_seconds == pytest.approx(5.0)
+
+
+async def test_without_a_configured_limit_it_learns_from_the_service_headers():
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", clock=clock, sleep=clock.sleep)
+    assert (await limiter.acquire(50_000)).waited_seconds == 0  # nothing known yet: no pacing
+    limiter.observe({"x-ratelimit-remaining-tokens": "28000", "x-ratelimit-remaining-requests": "179"}, 2_000)
+    assert limiter.tokens.per_minute == 30_000
+    assert limiter.requests.per_minute == 180
+    assert limiter.tokens.level <= 28_000 / 6
+    limiter.observe({"x-ratelimit-remaining-tokens": "not a number"}, 2_000)  # ignored, not a crash
+    assert limiter.tokens.per_minute == 30_000
+
+
+async def test_refund_returns_a_reservation_that_never_reached_the_service():
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", tpm=60_000, clock=clock, sleep=clock.sleep)
+    await limiter.acquire(8_000)
+    limiter.refund(8_000)
+    assert (await limiter.acquire(10_000)).waited_seconds == 0
+
+
+def test_each_instance_gets_its_share_and_each_deployment_its_own_buckets():
+    limiter = Limiter(tpm=300_000, instances=3)
+    primary, secondary = limiter.deployment("gpt-4o"), limiter.deployment("gpt-4o-mini")
+    assert primary is limiter.deployment("gpt-4o")
+    assert primary is not secondary
+    assert primary.tokens.per_minute == 100_000
+    assert primary.requests.per_minute == 600
+    with pytest.raises(ValueError):
+        Limiter(tpm=1_000, instances=0)
