@@ -135,3 +135,28 @@ def test_each_instance_gets_its_share_and_each_deployment_its_own_buckets():
     assert primary.requests.per_minute == 600
     with pytest.raises(ValueError):
         Limiter(tpm=1_000, instances=0)
+
+
+def test_the_double_enforces_a_quota_the_way_azure_counts_it(aoai):
+    """Charge on arrival (prompt + max_tokens) over a 10 s window; a 429 is not charged."""
+    from tests.aoai_double import RecordedRequest
+    from tests.quota_double import AzureQuota
+
+    clock = SimulatedClock()
+    quota = AzureQuota(aoai, tpm=60_000, clock=clock)  # 10K tokens in any 10 s, 60 RPM
+
+    def request(max_tokens: int) -> RecordedRequest:
+        body = {"messages": [{"role": "user", "content": "x" * 400}], "max_tokens": max_tokens}
+        return RecordedRequest("POST", "/openai/deployments/d/chat/completions", "azure", "d", {}, {}, body)
+
+    assert quota.charge(request(4_000)) == aoai.prompt_tokens_base + 100 + 4_000
+    first = quota(request(4_000))
+    assert first.status == 200
+    assert int(first.headers["x-ratelimit-remaining-tokens"]) == 60_000 - 6 * quota.charge(request(4_000))
+    assert quota(request(4_000)).status == 200
+    refused = quota(request(4_000))
+    assert refused.status == 429
+    assert refused.headers["retry-after-ms"] == "10000"
+    assert (len(quota.admitted), quota.throttled) == (2, 1)
+    clock.now = 10.0  # the first two charges leave the window
+    assert quota(request(4_000)).status == 200
