@@ -160,3 +160,109 @@ def test_the_double_enforces_a_quota_the_way_azure_counts_it(aoai):
     assert (len(quota.admitted), quota.throttled) == (2, 1)
     clock.now = 10.0  # the first two charges leave the window
     assert quota(request(4_000)).status == 200
+
+
+def answers(*outcomes):
+    """An attempt function replaying ``outcomes``: exceptions are raised, anything else answered."""
+    from shared.quota.retry import Answer
+
+    pending = list(outcomes)
+    calls = []
+
+    async def attempt():
+        calls.append(1)
+        outcome = pending.pop(0)
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return Answer(outcome, {"x-ratelimit-remaining-tokens": "50000"})
+
+    return attempt, calls
+
+
+async def test_a_429_pauses_the_deployment_then_the_call_goes_through():
+    from shared.errors import ModelThrottled as Throttled
+    from shared.quota.retry import call_with_retries
+
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", tpm=600_000, clock=clock, sleep=clock.sleep)
+    attempt, calls = answers(Throttled("slow down", retry_after=3.0), "the answer")
+    value, stats = await call_with_retries(attempt, limiter=limiter, charge=1_000, max_retries=2, deadline=None,
+                                           clock=clock, sleep=clock.sleep)
+    assert value == "the answer"
+    assert (stats.attempts, stats.throttled, len(calls)) == (2, 1, 2)
+    assert stats.admission_wait_seconds == pytest.approx(3.0)
+    assert limiter.throttle_pauses == 1
+
+
+async def test_server_errors_back_off_a_bounded_number_of_times():
+    from shared.errors import ModelUnavailable
+    from shared.quota.retry import call_with_retries
+
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", tpm=600_000, clock=clock, sleep=clock.sleep)
+    attempt, _ = answers(ModelUnavailable("500"), ModelUnavailable("503"), "ok")
+    value, stats = await call_with_retries(attempt, limiter=limiter, charge=100, max_retries=2, deadline=None,
+                                           clock=clock, sleep=clock.sleep)
+    assert (value, stats.attempts) == ("ok", 3)
+    assert clock.now > 0  # it backed off between tries
+
+    attempt, calls = answers(ModelUnavailable("500"), ModelUnavailable("500"), "never reached")
+    with pytest.raises(ModelUnavailable):
+        await call_with_retries(attempt, limiter=limiter, charge=100, max_retries=1, deadline=None,
+                                clock=clock, sleep=clock.sleep)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize("final", ["content", "bad"])
+async def test_requests_the_service_refused_are_never_retried(final):
+    from shared.errors import ContentFiltered, ModelBadResponse
+    from shared.quota.retry import call_with_retries
+
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", tpm=600_000, clock=clock, sleep=clock.sleep)
+    error = ContentFiltered("filtered", where="prompt") if final == "content" else ModelBadResponse("400")
+    attempt, calls = answers(error, "never reached")
+    with pytest.raises(type(error)):
+        await call_with_retries(attempt, limiter=limiter, charge=100, max_retries=5, deadline=None,
+                                clock=clock, sleep=clock.sleep)
+    assert len(calls) == 1
+
+
+async def test_throttling_is_waited_out_only_until_the_deadline():
+    from shared.errors import ModelThrottled as Throttled
+    from shared.quota.retry import call_with_retries
+
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", tpm=600_000, clock=clock, sleep=clock.sleep)
+    attempt, calls = answers(*(Throttled("429", retry_after=5.0) for _ in range(10)))
+    with pytest.raises(Throttled) as raised:
+        await call_with_retries(attempt, limiter=limiter, charge=100, max_retries=2, deadline=12.0,
+                                clock=clock, sleep=clock.sleep)
+    assert len(calls) == 3  # at 0, 5 and 10 s; the pause to 15 s is past the deadline
+    assert clock.now <= 12.0
+    assert raised.value.retry_after >= 1
+
+
+async def test_a_successful_call_teaches_the_limiter_the_service_count():
+    from shared.quota.retry import call_with_retries
+
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", clock=clock, sleep=clock.sleep)
+    attempt, _ = answers("ok")
+    await call_with_retries(attempt, limiter=limiter, charge=10_000, max_retries=0, deadline=None,
+                            clock=clock, sleep=clock.sleep)
+    assert limiter.tokens.per_minute == 60_000
+
+
+async def test_a_deadline_scope_only_ever_shortens():
+    from shared.quota.deadline import current_deadline, deadline_in
+
+    assert current_deadline() is None
+    with deadline_in(30) as outer:
+        with deadline_in(600) as inner:
+            assert inner == outer == current_deadline()
+        with deadline_in(5) as shorter:
+            assert shorter < outer
+        with deadline_in(None) as unbounded:
+            assert unbounded == outer
+    assert current_deadline() is None
