@@ -15,6 +15,7 @@ wires them from settings), so this layer never decides which model or storage it
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -96,7 +97,8 @@ class Analyzer:
         #: Answers (marked ``degraded``) when the model service is unreachable after its retries.
         self.fallback = fallback
         self.model_overrides = load_model_overrides(settings.model_table_json) if settings.model_table_json else None
-        self._in_flight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        #: One task per cache key being computed; owned here, not by any caller (see :meth:`cached`).
+        self._in_flight: dict[str, asyncio.Task[dict[str, Any]]] = {}
 
     async def analyze(self, data: bytes, options: AnalysisOptions, *, allow_fallback: bool | None = None
                       ) -> dict[str, Any]:
@@ -165,28 +167,35 @@ class Analyzer:
 
         Only successes are stored: an exception from ``compute`` propagates and nothing is cached.
         The returned dict has ``cached`` set; ``latency_ms`` is the caller's to add.
+
+        The work runs as a task the analyzer owns and every caller awaits it through
+        :func:`asyncio.shield`: a caller that goes away (client disconnected, timeout) is cancelled
+        alone, while the others sharing the key still get the answer, and it is cached even if every
+        caller left, so their retry costs nothing. :meth:`aclose` cancels what is still running.
         """
         stored = await self._cache_get(key)
         if stored is not None:
             return {**stored, "cached": True}
-        pending = self._in_flight.get(key)
-        if pending is not None:
-            return dict(await asyncio.shield(pending))
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._in_flight[key] = future
-        try:
-            result = {**(await compute()), "cached": False}
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # mark retrieved: waiters re-raise it themselves
-            raise
-        else:
-            future.set_result(result)
-        finally:
-            self._in_flight.pop(key, None)
+        task = self._in_flight.get(key)
+        if task is None:
+            task = asyncio.create_task(self._compute_and_store(key, compute), name=f"analysis {key[:16]}")
+            self._in_flight[key] = task
+            task.add_done_callback(functools.partial(self._forget, key))
+        return dict(await asyncio.shield(task))
+
+    async def _compute_and_store(self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]
+                                 ) -> dict[str, Any]:
+        result = {**(await compute()), "cached": False}
         if not result.get("degraded"):  # a stand-in answer must not stick once the model is back
             await self._cache_put(key, result)
         return result
+
+    def _forget(self, key: str, task: asyncio.Task[dict[str, Any]]) -> None:
+        """Drop a finished task; only after its cache write, so a newcomer finds one or the other."""
+        if self._in_flight.get(key) is task:
+            del self._in_flight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: callers re-raise it; with no caller left, asyncio must not log it
 
     async def prepare(self, data: bytes, detail: str | None, task: str | None, *,
                       provider: Provider | None = None, model: str | None = None) -> PreparedImage:
@@ -246,6 +255,11 @@ class Analyzer:
         await self.cache.aput(key, stored)
 
     async def aclose(self) -> None:
+        """Cancel and await the work still in flight (its callers see the cancellation), then close."""
+        outstanding = list(self._in_flight.values())
+        for task in outstanding:
+            task.cancel()
+        await asyncio.gather(*outstanding, return_exceptions=True)
         await self.provider.aclose()
         if self.cache is not None:
             await asyncio.to_thread(self.cache.close)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from shared.analysis import AnalysisOptions
+import pytest
+
+from shared.analysis import AnalysisOptions, Analyzer
+from shared.config import Settings
+from shared.providers.base import Completion, Provider, Usage
 from shared.services import build_analyzer
 from tests.aoai_double import Reply
 from tests.azurite import free_port
@@ -126,3 +130,98 @@ async def test_concurrent_identical_requests_share_one_model_call(make_settings,
         await analyzer.aclose()
     assert {r["analysis"] for r in results} == {"slow answer"}
     assert len(aoai.requests) == 1
+
+
+class GatedProvider(Provider):
+    """Answers only once the test opens the gate, so callers can be made to wait on one call in flight."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.cancelled = False
+        self.started = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def complete(self, request):
+        self.calls += 1
+        self.started.set()
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+        return Completion("the shared answer", "gated-model", Usage(100, 5), "stop")
+
+
+class MemoryCache:
+    """The two calls the analyzer makes of a cache; ``asked`` counts lookups, so a test knows who has arrived."""
+
+    def __init__(self) -> None:
+        self.stored: dict[str, dict] = {}
+        self.lookups = 0
+        self.arrived = asyncio.Condition()
+
+    async def aget(self, key):
+        async with self.arrived:
+            self.lookups += 1
+            self.arrived.notify_all()
+        return self.stored.get(key)
+
+    async def aput(self, key, value):
+        self.stored[key] = value
+
+    def close(self):
+        pass
+
+
+async def test_a_cancelled_caller_leaves_the_others_on_the_same_key_their_answer(corpus):
+    """The first caller's client goes away mid-call: the second still gets the answer, from one model call,
+    and it is cached for whoever asks next."""
+    provider, cache = GatedProvider(), MemoryCache()
+    analyzer = Analyzer(Settings.from_mapping({}), provider, cache)
+    data = (corpus / "chelsea.png").read_bytes()
+    first = asyncio.create_task(analyzer.analyze(data, AnalysisOptions()))
+    await provider.started.wait()
+    second = asyncio.create_task(analyzer.analyze(data, AnalysisOptions()))
+    async with cache.arrived:  # past its cache miss, the second caller joins the call in flight
+        await cache.arrived.wait_for(lambda: cache.lookups == 2)
+    first.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    provider.gate.set()
+    result = await second
+    third = await analyzer.analyze(data, AnalysisOptions())
+    await analyzer.aclose()
+    assert result["analysis"] == "the shared answer" and result["cached"] is False
+    assert third["analysis"] == "the shared answer" and third["cached"] is True
+    assert provider.calls == 1 and not provider.cancelled
+
+
+async def test_work_finishes_and_is_cached_when_every_caller_has_left(corpus):
+    """A retry after a client timeout finds the answer the abandoned call paid for."""
+    provider, cache = GatedProvider(), MemoryCache()
+    analyzer = Analyzer(Settings.from_mapping({}), provider, cache)
+    data = (corpus / "chelsea.png").read_bytes()
+    caller = asyncio.create_task(analyzer.analyze(data, AnalysisOptions()))
+    await provider.started.wait()
+    caller.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    provider.gate.set()
+    retry = await analyzer.analyze(data, AnalysisOptions())
+    await analyzer.aclose()
+    assert retry["analysis"] == "the shared answer"
+    assert provider.calls == 1 and len(cache.stored) == 1
+
+
+async def test_aclose_cancels_and_awaits_the_work_in_flight(corpus):
+    """Shutting down must not leave a model call running on a closed provider."""
+    provider = GatedProvider()
+    analyzer = Analyzer(Settings.from_mapping({}), provider, None)
+    caller = asyncio.create_task(analyzer.analyze((corpus / "chelsea.png").read_bytes(), AnalysisOptions()))
+    await provider.started.wait()
+    await analyzer.aclose()
+    assert provider.cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await caller
