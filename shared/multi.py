@@ -44,6 +44,9 @@ from shared.tasks import DEFAULT_PROMPT
 from shared.tokens import estimate_image_tokens
 
 SEQUENCE_CONCURRENCY = 4
+#: Images of one comparison decoded at once: each decode holds a full-size bitmap (up to
+#: ``VISION_MAX_IMAGE_PIXELS`` x 4 bytes), so ten at once would be ten times that at peak.
+COMPARE_DECODE_CONCURRENCY = 2
 COMPARE_PROMPT = "Compare these images: what they have in common and how they differ."
 SYNTHESIS_SYSTEM = (
     "You are given separate analyses of a sequence of images, labelled [Image 1], [Image 2]... in order. "
@@ -152,9 +155,12 @@ async def compare(analyzer: Analyzer, images: list[bytes], prompt: str | None = 
                                "(VISION_MAX_IMAGE_TOKENS); send fewer images or use detail=low")
     key = analyzer.key_for(_images_key(images), options, kind="compare")
 
+    decoding = asyncio.Semaphore(COMPARE_DECODE_CONCURRENCY)
+
     async def prepare(index: int, data: bytes) -> PreparedImage:
-        with about_image(index):
-            return await analyzer.prepare(data, options.detail, None)
+        async with decoding:
+            with about_image(index):
+                return await analyzer.prepare(data, options.detail, None)
 
     async def compute() -> dict[str, Any]:
         prepared = await asyncio.gather(*(prepare(k, data) for k, data in enumerate(images, 1)))

@@ -11,7 +11,7 @@ import pytest
 
 from shared.cli.multi import add_compare_parser, add_sequence_parser
 from shared.errors import InvalidParameter, PayloadTooLarge, UnsupportedImage
-from shared.multi import TotalTooLarge, compare, sequence
+from shared.multi import COMPARE_DECODE_CONCURRENCY, TotalTooLarge, compare, sequence
 from tests.aoai_double import Reply
 
 SYNTHESIS = {"common_themes": ["a motorcycle"], "changes": ["[Image 2] is seen from the right"],
@@ -60,6 +60,30 @@ async def test_compare_chooses_detail_per_image_when_none_is_given(make_settings
     result = await compare(make_analyzer(make_settings()), [images["chelsea"], hubble])
     assert [image.detail for image in aoai.last_request.images] == ["low", "auto"]  # 451x300, then 1000x872
     assert [i["detail"] for i in result["images"]] == ["low", "auto"]
+
+
+async def test_compare_decodes_at_most_a_few_images_at_once(make_settings, make_analyzer, aoai, corpus,
+                                                           monkeypatch):
+    """Ten full-size bitmaps at once would be ten times the peak memory: the decodes take turns."""
+    analyzer = make_analyzer(make_settings())
+    real_prepare, decoding, peak = analyzer.prepare, 0, 0
+
+    async def counted_prepare(*args, **kwargs):
+        nonlocal decoding, peak
+        decoding += 1
+        peak = max(peak, decoding)
+        try:
+            return await real_prepare(*args, **kwargs)
+        finally:
+            decoding -= 1
+
+    monkeypatch.setattr(analyzer, "prepare", counted_prepare)
+    names = sorted(p.name for p in corpus.iterdir() if p.suffix in {".png", ".jpg"})[:5]
+    data = [(corpus / name).read_bytes() for name in names] * 2
+    result = await compare(analyzer, data, detail="low")
+    assert COMPARE_DECODE_CONCURRENCY == 2 and peak == COMPARE_DECODE_CONCURRENCY
+    assert [i["original_bytes"] for i in result["images"]] == [len(d) for d in data]  # still in upload order
+    assert len(aoai.last_request.images) == 10
 
 
 @pytest.mark.parametrize("count", [1, 3])
