@@ -36,6 +36,7 @@ Results are cached like analyses; the key includes the schema hash, so another s
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import hashlib
 import json
@@ -182,6 +183,8 @@ def parse_reply(completion: Completion, max_tokens: int, check: Check) -> tuple[
         document = json.loads(strip_fences(completion.text))
     except json.JSONDecodeError as exc:
         return None, [f"the reply is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"]
+    except RecursionError:
+        return None, ["the reply is JSON nested too deeply to read"]
     return check(document)
 
 
@@ -214,7 +217,8 @@ async def ask_structured(analyzer: Analyzer, request: VisionRequest, check: Chec
         completion = await analyzer.provider.complete(current)
         spent = Usage(spent.prompt_tokens + completion.usage.prompt_tokens,
                       spent.completion_tokens + completion.usage.completion_tokens)
-        value, errors = parse_reply(completion, current.max_tokens, check)
+        # Validation is CPU work (a caller's schema can be large): never on the event loop.
+        value, errors = await asyncio.to_thread(parse_reply, completion, current.max_tokens, check)
         if not errors:
             return StructuredReply(value, replace(completion, usage=spent), attempt)
         if attempt == 2 or analyzer.provider.deterministic:
@@ -367,7 +371,7 @@ async def extract(
 ) -> dict[str, Any]:
     """The extraction result (see the module docstring); raises :mod:`shared.errors` and :class:`ExtractionFailed`."""
     started = time.perf_counter()
-    target = _target(kind, schema)
+    target = await asyncio.to_thread(_target, kind, schema)  # compiling a caller's schema: off the event loop
     options = validate_options(AnalysisOptions(
         prompt=(prompt or "").strip() or PROMPTS[kind], detail=detail or "high",
         max_tokens=max_tokens if max_tokens is not None else default_max_tokens(analyzer),

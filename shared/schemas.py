@@ -23,6 +23,9 @@ supported schemas and limitations") and OpenAI's guide they defer to say, and wh
   non-``$defs`` ``$ref``, nested ``$defs``, ``$anchor``/``$dynamicRef``, unknown keywords (typos
   such as ``requried`` would otherwise do nothing). ``oneOf`` is sent as ``anyOf`` (exclusivity is
   checked locally). The root must be an object, not ``anyOf``.
+* **Safe to run**: patterns are matched by RE2 in linear time, and one RE2 cannot compile is refused;
+  ``$ref`` loops that never reach a value are refused (:mod:`shared.schema_safety`), both naming the
+  pointer. Checking a reply is CPU work: :mod:`shared.extraction` runs it off the event loop.
 * **Limits**: 100 object properties in total, 5 levels of object nesting (root = 1; arrays add no
   level; a recursive ``$ref`` is followed once), and, from OpenAI's guide, 500 enum values and
   15,000 characters of property names, definition names, enum and const strings.
@@ -45,6 +48,7 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 
 from shared.errors import InvalidParameter
+from shared.schema_safety import UnsafeSchema, linear_time_validator, refuse_unsafe
 
 MAX_DEPTH = 5
 MAX_PROPERTIES = 100
@@ -404,7 +408,12 @@ def _compile(canonical: str) -> CompiledSchema:
     for key in ("$defs", "definitions"):
         if isinstance(original.get(key), dict):
             strict[key] = {name: converter.convert(sub, [key, name]) for name, sub in original[key].items()}
+    try:
+        refuse_unsafe(original)  # patterns RE2 cannot take, $ref loops (shared.schema_safety)
+    except UnsafeSchema as exc:
+        raise SchemaRefused(exc.pointer, exc.keyword, exc.reason) from None
     _check_limits(strict)
+    validator_class = linear_time_validator(validator_class)
     validator = validator_class(original, format_checker=validator_class.FORMAT_CHECKER)
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
     return CompiledSchema(digest, original, strict, tuple(converter.stripped), validator)

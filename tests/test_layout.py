@@ -22,7 +22,7 @@ PACKAGE = REPO / "shared"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.config", "shared.tokens", "shared.imaging")),
     ("parts", ("shared.providers", "shared.offline", "shared.cache", "shared.storage", "shared.schemas",
-               "shared.quota")),
+               "shared.schema_safety", "shared.quota")),
     ("services", ("shared.analysis", "shared.extraction", "shared.multi", "shared.batch", "shared.blob.jobs",
                   "shared.blob.pipeline", "shared.blob.watch", "shared.services")),
     ("edges", ("shared.http", "shared.cli", "shared.blob.trigger", "shared.__main__")),
