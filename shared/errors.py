@@ -17,14 +17,19 @@ Hierarchy::
     │       └── ImageTooLarge        422: over the pixel limit (decompression bombs)
     └── ModelError                   the model service did not give a usable answer
         ├── ModelNotConfigured       503: no endpoint configured (names the settings)
+        ├── ModelCredentialsError    503: the Entra ID credential could not get a token (names the credential)
         ├── ModelThrottled           429: rate limited; carries retry_after
         ├── ModelUnavailable         503: 5xx, timeouts, connection failures
         ├── ModelBadResponse         502: an answer we cannot use
         ├── ContentFiltered          422: the prompt or the completion was filtered
         └── NotSupported             501: the configured provider cannot do this (names the settings)
 
+    ResultCorrupt                    502: a stored result document is not JSON or has the wrong shape
+    StorageUnavailable               503: the storage account cannot be reached or failed
+
 Storage problems in the cache are not errors to the caller: the cache logs them
-and the request continues uncached.
+and the request continues uncached. Reading a blob-flow result has no such
+fallback, so there they are :class:`StorageUnavailable` / :class:`ResultCorrupt`.
 """
 
 from __future__ import annotations
@@ -153,6 +158,14 @@ class ModelNotConfigured(ModelError):
     title = "No model service configured"
 
 
+class ModelCredentialsError(ModelError):
+    """The Entra ID credential could not get a token for the model service (no secrets in ``detail``)."""
+
+    status = 503
+    slug = "model-credentials"
+    title = "No credentials for the model service"
+
+
 class ModelThrottled(ModelError):
     status = 429
     slug = "model-throttled"
@@ -190,3 +203,19 @@ class NotSupported(ModelError):
     status = 501
     slug = "not-supported"
     title = "Not supported by the configured provider"
+
+
+class ResultCorrupt(VisionError):
+    """A stored result document cannot be read (not JSON, or not a result's shape)."""
+
+    status = 502
+    slug = "result-corrupt"
+    title = "Stored result is unreadable"
+
+
+class StorageUnavailable(VisionError):
+    """The storage account cannot be reached, or failed; retrying later may help."""
+
+    status = 503
+    slug = "storage-unavailable"
+    title = "Storage unavailable"

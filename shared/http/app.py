@@ -26,6 +26,7 @@ from shared.analysis import Analyzer
 from shared.config import Settings
 from shared.errors import VisionError
 from shared.http import routes_analyze, routes_extract, routes_multi, routes_status
+from shared.http.docs import docs_router
 from shared.http.problems import generic_problem, problem_response
 from shared.services import Services
 
@@ -45,12 +46,14 @@ def create_app(settings: Settings | None = None, analyzer: Analyzer | None = Non
         version=__version__,
         description="Vision-language analysis of images on Azure Functions, with a Table Storage cache.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served by shared.http.docs, from local assets
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         lifespan=lifespan,
     )
     app.state.services = Services(settings, analyzer)
-    for router in (routes_analyze.router, routes_status.router, routes_extract.router, routes_multi.router):
+    for router in (routes_analyze.router, routes_status.router, routes_extract.router, routes_multi.router,
+                   docs_router("/api/openapi.json", app.title)):
         app.include_router(router)
 
     @app.exception_handler(VisionError)
@@ -67,7 +70,7 @@ def create_app(settings: Settings | None = None, analyzer: Analyzer | None = Non
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return generic_problem(exc.status_code, str(exc.detail), str(exc.detail))
+        return generic_problem(exc.status_code, str(exc.detail), str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -38,19 +38,22 @@ def build_provider(settings: Settings, *, http_client: Any = None,
         common["http_client"] = http_client
     if settings.model_provider == "azure_openai":
         assert settings.azure_openai_deployment is not None
+        credential_name = None
         if settings.azure_openai_api_key:
             auth = "key"
             credentials: dict[str, Any] = {"api_key": settings.azure_openai_api_key}
         else:
             auth = "entra_id"
-            credentials = {"azure_ad_token_provider": _entra_token_provider(credential)}
+            token_provider, credential_name = _entra_token_provider(credential)
+            credentials = {"azure_ad_token_provider": token_provider}
         client = openai.AsyncAzureOpenAI(
             azure_endpoint=settings.azure_openai_endpoint,
             api_version=settings.azure_openai_api_version,
             **credentials,
             **common,
         )
-        return AzureOpenAIProvider(client, deployment=settings.azure_openai_deployment, auth=auth)
+        return AzureOpenAIProvider(client, deployment=settings.azure_openai_deployment, auth=auth,
+                                   credential=credential_name)
     if settings.model_provider == "openai_compatible":
         assert settings.openai_model is not None
         client = openai.AsyncOpenAI(
@@ -66,10 +69,12 @@ def build_provider(settings: Settings, *, http_client: Any = None,
     return UnconfiguredProvider()
 
 
-def _entra_token_provider(credential: Callable[[], TokenCredential] | None) -> Callable[[], str]:
-    """The bearer-token callable the SDK asks before each request (azure-identity caches the token)."""
+def _entra_token_provider(credential: Callable[[], TokenCredential] | None) -> tuple[Callable[[], str], str]:
+    """The bearer-token callable the SDK asks before each request (azure-identity caches the token), and
+    the credential's class name, which a token failure names."""
     if credential is None:
         raise ConfigError("AZURE_OPENAI_API_KEY", "is not set, and no Entra ID credential was given to use instead")
     from azure.identity import get_bearer_token_provider
 
-    return get_bearer_token_provider(credential(), ENTRA_SCOPE)
+    made = credential()
+    return get_bearer_token_provider(made, ENTRA_SCOPE), type(made).__name__

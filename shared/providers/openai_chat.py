@@ -3,7 +3,10 @@
 Azure OpenAI and any OpenAI-compatible server (OpenAI, Ollama, vLLM, LM Studio) share one
 implementation; they differ only in how the client is built (:mod:`shared.providers.factory`).
 Errors from the SDK are translated into :mod:`shared.errors` in exactly one place,
-:func:`translate_openai_error`, with ``raise ... from exc`` so the cause stays visible in logs.
+:func:`translate_openai_error`, with ``raise ... from exc`` so the cause stays visible in logs. That
+includes what the SDK lets through unwrapped: a body that is not JSON, and the azure-identity
+``ClientAuthenticationError`` its token provider raises when the Entra ID credential gets no token.
+Anything else (a ``ValueError`` or ``TypeError`` of our own) is a bug, and left to surface as one.
 
 Retries: the SDK's own retry layer (``max_retries``, which honours Azure's
 ``retry-after-ms``/``retry-after`` headers) is the only one for now.
@@ -16,10 +19,12 @@ import logging
 from typing import Any
 
 import openai
+from azure.core.exceptions import ClientAuthenticationError
 
 from shared.errors import (
     ContentFiltered,
     ModelBadResponse,
+    ModelCredentialsError,
     ModelError,
     ModelThrottled,
     ModelUnavailable,
@@ -72,8 +77,31 @@ def _filtered_categories(result: Any) -> list[str]:
     return sorted(name for name, verdict in result.items() if isinstance(verdict, dict) and verdict.get("filtered"))
 
 
-def translate_openai_error(exc: Exception, *, deployment: str | None) -> ModelError:
-    """Map one SDK exception to our error tree; the single edge where SDK errors are translated."""
+#: What :meth:`OpenAIChatProvider.complete` hands to :func:`translate_openai_error`.
+CLIENT_ERRORS = (openai.OpenAIError, json.JSONDecodeError, ClientAuthenticationError)
+MAX_CREDENTIAL_MESSAGE_CHARS = 400
+
+
+def _credential_error(exc: ClientAuthenticationError, credential: str | None) -> ModelCredentialsError:
+    """Which credential failed and azure-identity's own account of why (it never holds secrets), on one line."""
+    name = credential or "the Entra ID credential"
+    reason = " ".join(str(exc.message or exc).split())[:MAX_CREDENTIAL_MESSAGE_CHARS]
+    return ModelCredentialsError(
+        f"{name} could not get a token for Azure OpenAI: {reason} -- check the Function's managed identity "
+        "(AZURE_CLIENT_ID for a user-assigned one), 'az login' locally, or set AZURE_OPENAI_API_KEY",
+        credential=credential, retry_after=None,
+    )
+
+
+def translate_openai_error(exc: Exception, *, deployment: str | None, credential: str | None = None) -> ModelError:
+    """Map one SDK exception to our error tree; the single edge where SDK errors are translated.
+
+    ``credential`` names the Entra ID credential class (keyless Azure OpenAI) for a token failure.
+    """
+    if isinstance(exc, ClientAuthenticationError):
+        return _credential_error(exc, credential)
+    if isinstance(exc, json.JSONDecodeError):
+        return ModelBadResponse("the model service answered with a body that is not JSON")
     if isinstance(exc, openai.APITimeoutError):
         return ModelUnavailable("the model service did not answer in time", retry_after=None)
     if isinstance(exc, openai.APIConnectionError):
@@ -116,10 +144,12 @@ class OpenAIChatProvider(Provider):
 
     name = "openai_compatible"
 
-    def __init__(self, client: openai.AsyncOpenAI, *, model: str, deployment: str | None = None) -> None:
+    def __init__(self, client: openai.AsyncOpenAI, *, model: str, deployment: str | None = None,
+                 credential: str | None = None) -> None:
         self._client = client
         self._model = model
         self._deployment = deployment or model
+        self._credential = credential
 
     @property
     def model(self) -> str:
@@ -137,10 +167,8 @@ class OpenAIChatProvider(Provider):
                 **extra,
             )
             completion = raw.parse()
-        except openai.OpenAIError as exc:
-            raise translate_openai_error(exc, deployment=self._deployment) from exc
-        except (json.JSONDecodeError, ValueError, TypeError) as exc:
-            raise ModelBadResponse("the model service answered with a body that is not JSON") from exc
+        except CLIENT_ERRORS as exc:
+            raise translate_openai_error(exc, deployment=self._deployment, credential=self._credential) from exc
         rate_limit = {
             name: value
             for name, value in raw.headers.items()
@@ -192,8 +220,9 @@ class AzureOpenAIProvider(OpenAIChatProvider):
 
     name = "azure_openai"
 
-    def __init__(self, client: openai.AsyncAzureOpenAI, *, deployment: str, auth: str) -> None:
-        super().__init__(client, model=deployment, deployment=deployment)
+    def __init__(self, client: openai.AsyncAzureOpenAI, *, deployment: str, auth: str,
+                 credential: str | None = None) -> None:
+        super().__init__(client, model=deployment, deployment=deployment, credential=credential)
         self._auth = auth
 
     def describe(self) -> dict[str, Any]:
