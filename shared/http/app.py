@@ -25,7 +25,7 @@ from shared import __version__
 from shared.analysis import Analyzer
 from shared.config import Settings
 from shared.errors import VisionError
-from shared.http import routes_analyze, routes_extract, routes_multi, routes_status
+from shared.http import openapi, routes_analyze, routes_extract, routes_multi, routes_status
 from shared.http.docs import docs_router
 from shared.http.problems import generic_problem, problem_response
 from shared.services import Services
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, analyzer: Analyzer | None = Non
         lifespan=lifespan,
     )
     app.state.services = Services(settings, analyzer)
+    openapi.install(app, lambda: app.state.services.settings)
     for router in (routes_analyze.router, routes_status.router, routes_extract.router, routes_multi.router,
                    docs_router("/api/openapi.json", app.title)):
         app.include_router(router)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from shared.analysis import MAX_PROMPT_CHARS
 from shared.http.problems import problem_responses
 from shared.tasks import DETAILS
 
@@ -41,9 +42,10 @@ DOCUMENT_PROBLEMS = problem_responses({
     503: "No model service configured, or it is down (see Retry-After)",
 })
 
-#: Form fields (and query parameters) the extraction and multi-image routes share.
+#: Form fields (and query parameters) the extraction and multi-image routes share. ``max_tokens``'s
+#: maximum is the setting's, written in by :mod:`shared.http.openapi`.
 FORM_FIELDS = {
-    "prompt": {"type": "string", "description": "Instructions instead of the default"},
+    "prompt": {"type": "string", "maxLength": MAX_PROMPT_CHARS, "description": "Instructions instead of the default"},
     "detail": {"type": "string", "enum": list(DETAILS)},
     "max_tokens": {"type": "integer", "minimum": 1},
 }

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from shared.analysis import AnalysisOptions, parse_max_tokens
+from shared.analysis import MAX_PROMPT_CHARS, AnalysisOptions, parse_max_tokens
 from shared.errors import UnsupportedImage
 from shared.http.models import ImageModel, UsageModel
 from shared.http.problems import problem_responses
@@ -51,7 +51,7 @@ _ANALYZE_BODY = {
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "The image"},
-                        "prompt": {"type": "string", "default": DEFAULT_PROMPT},
+                        "prompt": {"type": "string", "default": DEFAULT_PROMPT, "maxLength": MAX_PROMPT_CHARS},
                         "detail": {"type": "string", "enum": list(DETAILS)},
                         "task": {"type": "string", "enum": list(TASKS)},
                         "max_tokens": {"type": "integer", "minimum": 1},
@@ -63,7 +63,8 @@ _ANALYZE_BODY = {
         },
     },
     "parameters": [
-        {"name": "prompt", "in": "query", "schema": {"type": "string", "default": DEFAULT_PROMPT},
+        {"name": "prompt", "in": "query",
+         "schema": {"type": "string", "default": DEFAULT_PROMPT, "maxLength": MAX_PROMPT_CHARS},
          "description": "Question about the image (a form field wins over the query)"},
         {"name": "detail", "in": "query", "schema": {"type": "string", "enum": list(DETAILS)},
          "description": "Image detail; chosen from task and size when absent"},

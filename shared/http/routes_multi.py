@@ -62,9 +62,10 @@ class SequenceResponse(BaseModel):
 
 _MULTI_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["file"],
-    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"},
+    "properties": {"file": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 2,
                             "description": "2..VISION_MAX_IMAGES images, one 'file' part each, in order"},
-                   **FORM_FIELDS}}}}}}
+                   **FORM_FIELDS}}}}},
+    "parameters": [{"name": name, "in": "query", "schema": schema} for name, schema in FORM_FIELDS.items()]}
 
 
 async def _multi(request: Request, run: Callable[..., Awaitable[dict[str, Any]]]) -> JSONResponse:
