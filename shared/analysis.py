@@ -190,6 +190,11 @@ class Analyzer:
             await self._cache_put(key, result)
         return result
 
+    @property
+    def in_flight(self) -> int:
+        """Distinct analyses running now, each shared by all its callers, including any whose callers all left."""
+        return len(self._in_flight)
+
     def _forget(self, key: str, task: asyncio.Task[dict[str, Any]]) -> None:
         """Drop a finished task; only after its cache write, so a newcomer finds one or the other."""
         if self._in_flight.get(key) is task:
