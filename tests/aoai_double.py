@@ -279,10 +279,13 @@ class Reply:
         return cls(kind="throttled", status=429, body=_error("429", message), headers=headers)
 
     @classmethod
-    def server_error(cls, status: int = 500) -> Reply:
+    def server_error(cls, status: int = 500, *, retry_after_ms: int = 20) -> Reply:
+        """A 5xx with ``retry-after-ms``, as Azure sends on some: short by default, so a client that honours
+        it (the SDK does) retries at once instead of the tests sitting through its backoff."""
         code = {500: "InternalServerError", 502: "BadGateway", 503: "ServiceUnavailable", 504: "Timeout"}
         message = "The server had an error while processing your request. Sorry about that!"
-        return replace(cls.error(status, code.get(status, str(status)), message), kind="server_error")
+        reply = cls.error(status, code.get(status, str(status)), message)
+        return replace(reply, kind="server_error", headers={"retry-after-ms": str(retry_after_ms)})
 
     @classmethod
     def error(cls, status: int, code: str, message: str, **extra: Any) -> Reply:

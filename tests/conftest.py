@@ -1,14 +1,20 @@
-"""Shared fixtures: a private Azurite, the Azure OpenAI test double, settings and an API client."""
+"""Shared fixtures and helpers: a private Azurite, the Azure OpenAI test double, settings, an API client,
+images and pages drawn for the tests.
+
+Test modules import helpers from here (or from the support modules ``aoai_double``, ``azurite``,
+``quota_double``), never from one another, so each test file can be read, run and changed alone.
+"""
 
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from shared.config import Settings
 from shared.http.app import create_app
@@ -16,6 +22,31 @@ from tests.azurite import Azurite
 
 FIXTURES = Path(__file__).parent / "fixtures"
 IMAGES = FIXTURES / "images"
+#: Modules whose every test runs ``scripts/dev``, which starts its own Azurite in a subprocess.
+RUN_SCRIPTS_DEV = {"test_dev_server.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``azurite`` every test that starts Azurite, so ``scripts/test -m "not azurite"`` is a fast unit run.
+
+    Decided here rather than by hand: a test needs the emulator when the ``azurite`` fixture is in its
+    fixture closure (``storage_connection_string``, ``cache_settings``... depend on it), or when its module
+    runs ``scripts/dev``. A test starting an ``Azurite()`` itself carries the marker in its file;
+    :func:`_azurite_only_when_marked` fails it if it does not.
+    """
+    for item in items:
+        if "azurite" in getattr(item, "fixturenames", ()) or item.path.name in RUN_SCRIPTS_DEV:
+            item.add_marker(pytest.mark.azurite)
+
+
+@pytest.fixture(autouse=True)
+def _azurite_only_when_marked(request, monkeypatch):
+    """An unmarked test that starts Azurite fails, so ``-m "not azurite"`` can never start one unseen."""
+    if request.node.get_closest_marker("azurite") is None:
+        def refuse(self):
+            raise RuntimeError(f"{request.node.nodeid} starts Azurite: mark it @pytest.mark.azurite")
+
+        monkeypatch.setattr(Azurite, "start", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -129,3 +160,113 @@ def indexed_functions() -> dict:
     import function_app
 
     return {function.get_function_name(): function for function in function_app.app.get_functions()}
+
+
+# --- images and blobs -----------------------------------------------------------------------------
+
+
+def distinct_png(index: int) -> bytes:
+    """Small distinct images, so the answer cache cannot merge them."""
+    return encode(Image.new("RGB", (64 + index, 48), ((index * 37) % 256, (index * 91) % 256, 120)), "PNG")
+
+
+@pytest.fixture
+def containers() -> dict[str, str]:
+    """Pipeline container settings of this test's own, so tests sharing the session Azurite never meet."""
+    tag = uuid.uuid4().hex[:10]
+    return {
+        "VISION_INPUT_CONTAINER": f"in-{tag}",
+        "VISION_RESULTS_CONTAINER": f"out-{tag}",
+        "VISION_QUARANTINE_CONTAINER": f"bad-{tag}",
+        "VISION_SCHEMAS_CONTAINER": f"schemas-{tag}",
+    }
+
+
+def upload(pipeline, name: str, data: bytes, **metadata: str):
+    """Put ``data`` in the pipeline's input container as ``name``; the blob client."""
+    client = pipeline.inputs.get_blob_client(name)
+    client.upload_blob(data, overwrite=True, metadata=metadata or None)
+    return client
+
+
+# --- pages for the offline engine -------------------------------------------------------------------
+# Drawn with Pillow (a TrueType font when the machine has one, else Pillow's scalable default font,
+# which RapidOCR reads as well), so the expected text is known exactly. OCR may drop a space
+# ("Date:2024-03-15"), so compare text through :func:`squeeze`.
+
+FONT_CANDIDATES = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+    "/Library/Fonts/Arial.ttf",
+    "C:/Windows/Fonts/arial.ttf",
+)
+TABLE = [["Product", "Region", "Units", "Price"], ["Apples", "North", "120", "0.50"],
+         ["Pears", "South", "", "0.75"], ["Plums", "East", "310", "1.20"], ["Figs", "West", "45", "2.10"]]
+
+
+def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    for path in FONT_CANDIDATES:
+        if os.path.exists(path):
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default(size=size)
+
+
+def render_invoice() -> Image.Image:
+    """An A4-wide invoice: a larger vendor name, labels with values, a line-item table, totals."""
+    image = Image.new("RGB", (1240, 1100), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((80, 40), "ACME Widgets Ltd", fill="black", font=font(44))
+    body = font(30)
+    for x, y, text in [
+        (80, 110, "12 Harbour Road, Bristol"), (80, 150, "VAT No: GB123456789"),
+        (80, 230, "Invoice No: INV-2024-0042"), (80, 280, "Date: 2024-03-15"), (80, 330, "Due: 15/04/2024"),
+        (700, 230, "Bill to:"), (700, 280, "Globex Corporation"), (700, 320, "1 Main Street, Leeds"),
+        (80, 430, "Description"), (600, 430, "Qty"), (760, 430, "Unit price"), (1000, 430, "Total"),
+        (80, 480, "Blue widget"), (600, 480, "2"), (760, 480, "30.00"), (1000, 480, "60.00"),
+        (80, 530, "Red gadget"), (600, 530, "1"), (760, 530, "40.00"), (1000, 530, "40.00"),
+        (700, 630, "Subtotal"), (1000, 630, "100.00"), (700, 680, "Tax (20%)"), (1000, 680, "20.00"),
+        (700, 730, "Total"), (1000, 730, "120.00"), (700, 780, "Currency: EUR"),
+    ]:
+        draw.text((x, y), text, fill="black", font=body)
+    return image
+
+
+def render_table() -> Image.Image:
+    """A caption, then a 4-column table: header and four rows, one cell deliberately empty."""
+    image = Image.new("RGB", (1100, 480), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((60, 20), "Quarterly stock report", fill="black", font=font(30))
+    for r, row in enumerate(TABLE):
+        for x, cell in zip((60, 330, 600, 850), row, strict=True):
+            if cell:
+                draw.text((x, 100 + r * 70), cell, fill="black", font=font(30))
+    return image
+
+
+def squeeze(text: str) -> str:
+    """Text without whitespace, lower case: what OCR output is compared as."""
+    return "".join(text.split()).lower()
+
+
+_OCR_SEEN: dict[bytes, list] = {}
+
+
+@pytest.fixture
+def ocr_once(monkeypatch):
+    """The offline engine's OCR, run for real once per distinct image in the session, then remembered.
+
+    For tests of what is built on OCR (the local provider, its wiring): the same rendered invoice is
+    read a dozen times, seconds each. OCR itself is tested unremembered in ``test_local_engine.py``.
+    """
+    from shared.offline import engine
+
+    real = engine.ocr
+
+    def remembered(image):
+        if not isinstance(image, bytes):
+            return real(image)
+        if image not in _OCR_SEEN:
+            _OCR_SEEN[image] = real(image)
+        return list(_OCR_SEEN[image])
+
+    monkeypatch.setattr(engine, "ocr", remembered)

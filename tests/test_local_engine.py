@@ -1,8 +1,7 @@
 """The offline engine: OCR on pages the tests render, layout, invoices, tables, schemas, image facts.
 
-The pages are drawn with Pillow (a TrueType font when the machine has one, else Pillow's scalable
-default font, which RapidOCR reads as well), so the expected text is known exactly. OCR may drop a
-space ("Date:2024-03-15"), so text is compared after removing whitespace.
+The pages are drawn by ``tests/conftest.py`` (``render_invoice``, ``render_table``), so the expected text
+is known exactly; OCR may drop a space ("Date:2024-03-15"), so text is compared through ``squeeze``.
 """
 
 from __future__ import annotations
@@ -15,67 +14,16 @@ import threading
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from shared.offline import documents as lx
 from shared.offline import engine as le
 from shared.offline import forms
 from shared.offline import values as lv
 from shared.offline.engine import TextBox
-from tests.conftest import encode
+from tests.conftest import TABLE, encode, render_invoice, render_table, squeeze
 
 REPO = Path(__file__).resolve().parents[1]
-FONT_CANDIDATES = (
-    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
-    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
-    "/Library/Fonts/Arial.ttf",
-    "C:/Windows/Fonts/arial.ttf",
-)
-TABLE = [["Product", "Region", "Units", "Price"], ["Apples", "North", "120", "0.50"],
-         ["Pears", "South", "", "0.75"], ["Plums", "East", "310", "1.20"], ["Figs", "West", "45", "2.10"]]
-
-
-def font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
-    for path in FONT_CANDIDATES:
-        if os.path.exists(path):
-            return ImageFont.truetype(path, size)
-    return ImageFont.load_default(size=size)
-
-
-def render_invoice() -> Image.Image:
-    """An A4-wide invoice: a larger vendor name, labels with values, a line-item table, totals."""
-    image = Image.new("RGB", (1240, 1100), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((80, 40), "ACME Widgets Ltd", fill="black", font=font(44))
-    body = font(30)
-    for x, y, text in [
-        (80, 110, "12 Harbour Road, Bristol"), (80, 150, "VAT No: GB123456789"),
-        (80, 230, "Invoice No: INV-2024-0042"), (80, 280, "Date: 2024-03-15"), (80, 330, "Due: 15/04/2024"),
-        (700, 230, "Bill to:"), (700, 280, "Globex Corporation"), (700, 320, "1 Main Street, Leeds"),
-        (80, 430, "Description"), (600, 430, "Qty"), (760, 430, "Unit price"), (1000, 430, "Total"),
-        (80, 480, "Blue widget"), (600, 480, "2"), (760, 480, "30.00"), (1000, 480, "60.00"),
-        (80, 530, "Red gadget"), (600, 530, "1"), (760, 530, "40.00"), (1000, 530, "40.00"),
-        (700, 630, "Subtotal"), (1000, 630, "100.00"), (700, 680, "Tax (20%)"), (1000, 680, "20.00"),
-        (700, 730, "Total"), (1000, 730, "120.00"), (700, 780, "Currency: EUR"),
-    ]:
-        draw.text((x, y), text, fill="black", font=body)
-    return image
-
-
-def render_table() -> Image.Image:
-    """A caption, then a 4-column table: header and four rows, one cell deliberately empty."""
-    image = Image.new("RGB", (1100, 480), "white")
-    draw = ImageDraw.Draw(image)
-    draw.text((60, 20), "Quarterly stock report", fill="black", font=font(30))
-    for r, row in enumerate(TABLE):
-        for x, cell in zip((60, 330, 600, 850), row, strict=True):
-            if cell:
-                draw.text((x, 100 + r * 70), cell, fill="black", font=font(30))
-    return image
-
-
-def squeeze(text: str) -> str:
-    return "".join(text.split()).lower()
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 import pytest
 from PIL import Image
 
+from shared import extraction
 from shared.analysis import AnalysisOptions, Analyzer
 from shared.config import Settings
 from shared.errors import NotSupported
@@ -15,10 +16,11 @@ from shared.offline.report import markdown_table
 from shared.providers.base import Provider, VisionRequest
 from shared.providers.local import LocalProvider
 from shared.tasks import DEFAULT_PROMPT, PREFIX_TASKS
-from tests.conftest import encode
-from tests.test_local_engine import TABLE, render_invoice, render_table, squeeze
+from tests.conftest import TABLE, encode, render_invoice, render_table, squeeze
 
 OCR_PROMPT = PREFIX_TASKS["ocr"][1]
+
+pytestmark = pytest.mark.usefixtures("ocr_once")  # OCR each page once, not once per test
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +155,6 @@ def test_markdown_table_escapes_pipes_and_handles_empty():
 
 async def test_through_the_extraction_layer():
     """The extraction layer validates the local replies like a model's, and keeps the provenance."""
-    extraction = pytest.importorskip("shared.extraction")
     analyzer = Analyzer(Settings.from_mapping({"VISION_CACHE_ENABLED": "false"}), LocalProvider(), cache=None)
     invoice = await extraction.extract(analyzer, encode(render_invoice()), "invoice")
     assert invoice["attempts"] == 1 and invoice["provider"] == "local"

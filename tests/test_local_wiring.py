@@ -7,11 +7,11 @@ import pytest
 from shared.config import Settings
 from shared.services import Services
 from tests.aoai_double import Reply
-from tests.conftest import encode
-from tests.test_local_engine import render_invoice, squeeze
-from tests.test_pipeline import containers, upload  # noqa: F401 - containers is a fixture
+from tests.conftest import encode, render_invoice, squeeze, upload
 
 NO_MODEL = {"VISION_CACHE_ENABLED": "false"}
+
+pytestmark = pytest.mark.usefixtures("ocr_once")  # OCR each page once, not once per test
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ async def test_http_fallback_is_off_unless_asked(make_settings, make_client, aoa
     assert question.status_code == 503
 
 
-async def test_pipeline_records_degraded_ocr_on_its_last_attempt(make_settings, aoai, containers,  # noqa: F811
+async def test_pipeline_records_degraded_ocr_on_its_last_attempt(make_settings, aoai, containers,
                                                                  storage_connection_string, invoice_png):
     aoai.default_reply = Reply.server_error(503)
     settings = make_settings(**containers, AzureWebJobsStorage=storage_connection_string,
@@ -94,7 +94,7 @@ async def test_pipeline_records_degraded_ocr_on_its_last_attempt(make_settings, 
     assert "inv-2024-0042" in squeeze(document["analysis"])
 
 
-async def test_drop_a_file_with_no_cloud_account(containers, storage_connection_string, invoice_png):  # noqa: F811
+async def test_drop_a_file_with_no_cloud_account(containers, storage_connection_string, invoice_png):
     settings = Settings.from_mapping({**NO_MODEL, **containers, "AzureWebJobsStorage": storage_connection_string})
     services = Services(settings)
     pipeline = services.pipeline

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,23 +15,7 @@ from shared.blob.pipeline import BlobPipeline, TransientFailure
 from shared.errors import InvalidParameter
 from shared.services import Services, build_analyzer
 from tests.aoai_double import Reply
-from tests.conftest import encode
-
-
-def distinct_png(index: int) -> bytes:
-    """Small distinct images, so the answer cache cannot merge them."""
-    return encode(Image.new("RGB", (64 + index, 48), ((index * 37) % 256, (index * 91) % 256, 120)), "PNG")
-
-
-@pytest.fixture
-def containers() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:10]
-    return {
-        "VISION_INPUT_CONTAINER": f"in-{tag}",
-        "VISION_RESULTS_CONTAINER": f"out-{tag}",
-        "VISION_QUARANTINE_CONTAINER": f"bad-{tag}",
-        "VISION_SCHEMAS_CONTAINER": f"schemas-{tag}",
-    }
+from tests.conftest import distinct_png, encode, upload
 
 
 @pytest.fixture
@@ -44,12 +27,6 @@ async def env(make_settings, storage_connection_string, containers, cache_settin
     pipeline.ensure_containers()
     yield services
     await services.aclose()
-
-
-def upload(pipeline: BlobPipeline, name: str, data: bytes, **metadata: str):
-    client = pipeline.inputs.get_blob_client(name)
-    client.upload_blob(data, overwrite=True, metadata=metadata or None)
-    return client
 
 
 def results_of(pipeline: BlobPipeline) -> dict[str, dict]:

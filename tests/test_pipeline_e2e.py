@@ -19,8 +19,7 @@ from shared.services import Services, build_analyzer
 from shared.storage import images_blob_service
 from tests.aoai_double import Reply
 from tests.azurite import Azurite
-from tests.conftest import encode
-from tests.test_pipeline import distinct_png
+from tests.conftest import distinct_png, encode
 
 HOSTILE = {
     "junk/notes.txt": b"plain text, not an image",
@@ -119,6 +118,7 @@ async def test_model_faults_then_recovery_lose_nothing(make_settings, storage_co
     assert sum(doc["attempts"] for doc in results.values()) == 10 + 12
 
 
+@pytest.mark.azurite
 @pytest.mark.timeout(300)
 async def test_azurite_restart_mid_run_resumes_and_completes(make_settings, aoai, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="shared.blob.watch")
@@ -161,14 +161,14 @@ async def test_watch_picks_up_new_blobs(make_settings, storage_connection_string
     pipeline = services.pipeline
     upload_all(pipeline, {"w/first.png": distinct_png(400)})
 
-    async def drop_later() -> None:
-        await asyncio.sleep(0.3)
-        await asyncio.to_thread(upload_all, pipeline, {"w/second.png": distinct_png(401)})
+    def drop_the_second_while_the_first_is_analysed(rec):
+        """A new blob lands mid-watch, after the first scan has listed the container, whatever the timing."""
+        if len(aoai.requests) == 1:
+            upload_all(pipeline, {"w/second.png": distinct_png(401)})
 
+    aoai.set_responder(drop_the_second_while_the_first_is_analysed)
     try:
-        dropper = asyncio.create_task(drop_later())
-        summary = await watch(pipeline, interval=0.6, iterations=3, wait_seconds=0.05)
-        await dropper
+        summary = await watch(pipeline, interval=0.01, iterations=2, wait_seconds=0.05)
         assert pipeline.read_result("w/second.png")["status"] == "succeeded"
     finally:
         await services.aclose()
