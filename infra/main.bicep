@@ -148,6 +148,7 @@ module function 'app/function.bicep' = {
     openAiEndpoint: openAi.outputs.endpoint
     openAiDeployment: openAi.outputs.deploymentName
     openAiModel: openAi.outputs.modelName
+    openAiTokensPerMinute: openAiDeploymentCapacity * 1000
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     httpPerInstanceConcurrency: httpPerInstanceConcurrency

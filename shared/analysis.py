@@ -246,6 +246,7 @@ class Analyzer:
             "usage": completion.usage.as_dict(),
             "estimated_cost_usd": self.estimate_cost(completion.usage),
             "image": image_info(prepared, data),
+            **({"call": completion.call} if completion.call else {}),
         }
 
     async def _cache_get(self, key: str) -> dict[str, Any] | None:
@@ -256,7 +257,8 @@ class Analyzer:
     async def _cache_put(self, key: str, result: dict[str, Any]) -> None:
         if self.cache is None:
             return
-        stored = {k: v for k, v in result.items() if k not in {"cached", "latency_ms"}}
+        # What one call took (latency, quota waits) describes that call, not the answer a later hit serves.
+        stored = {k: v for k, v in result.items() if k not in {"cached", "latency_ms", "call"}}
         await self.cache.aput(key, stored)
 
     async def aclose(self) -> None:

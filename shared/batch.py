@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from shared.analysis import AnalysisOptions, Analyzer, validate_options
 from shared.errors import ContentFiltered, InputError, ModelNotConfigured, PayloadTooLarge, VisionError
+from shared.quota.deadline import deadline_in
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,9 @@ async def _analyze_one(analyzer: Analyzer, path: Path, key: str, options: Analys
     record: dict[str, Any] = {"id": key, "path": str(path)}
     try:
         data = await asyncio.to_thread(_read_capped, path, analyzer.settings.max_image_bytes)
-        return {**record, "success": True, "result": await analyzer.analyze(data, options)}
+        # A batch item can wait minutes for its turn at the deployment's quota, unlike an HTTP caller.
+        with deadline_in(analyzer.settings.background_deadline_seconds):
+            return {**record, "success": True, "result": await analyzer.analyze(data, options)}
     except ModelNotConfigured:
         raise  # every image would fail the same way: stop and say so
     except VisionError as exc:

@@ -68,7 +68,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VISION_MAX_OUTPUT_TOKENS", "4096", "Upper bound accepted for max_tokens"),
     Setting("VISION_DEFAULT_MAX_TOKENS", "1000", "max_tokens when the caller gives none"),
     Setting("VISION_MODEL_TIMEOUT_SECONDS", "60", "Timeout of one model call"),
-    Setting("VISION_MODEL_MAX_RETRIES", "2", "Retries of the openai SDK (honours retry-after-ms)"),
+    Setting("VISION_MODEL_MAX_RETRIES", "2",
+            "Retries of a model call after a 5xx, timeout or connection failure (throttling is waited out "
+            "until the deadline instead)"),
     Setting("VISION_JPEG_QUALITY", "85", "JPEG quality of the image sent to the model"),
     Setting("VISION_MODEL_TABLE", None, "JSON object adding or overriding models in the token/price table"),
     Setting("VISION_MAX_IMAGES", "10", "Most images in one compare or sequence request (Azure documents 10)"),
@@ -89,16 +91,29 @@ SETTINGS: tuple[Setting, ...] = (
             "Deliveries of one blob before a transient failure is recorded as failed (= poisonBlobThreshold)"),
     Setting("VISION_CLAIM_SECONDS", "600", "How long a blob being processed is left to the delivery working on it"),
     Setting("VISION_WATCH_INTERVAL_SECONDS", "5", "Polling interval of python -m shared watch"),
+    Setting("VISION_TPM_LIMIT", None,
+            "Tokens per minute of the model deployment's quota (empty: learnt from the service's "
+            "x-ratelimit-remaining-tokens); calls are paced to it"),
+    Setting("VISION_RPM_LIMIT", None,
+            "Requests per minute of the deployment (empty: 6 per 1,000 TPM, as Azure assigns)"),
+    Setting("VISION_INSTANCES", "1",
+            "Processes sharing the deployment (set it to maximumInstanceCount); each paces to its share of the quota"),
+    Setting("VISION_HTTP_DEADLINE_SECONDS", "30",
+            "How long an HTTP request waits for its turn at the quota before a 429 with Retry-After"),
+    Setting("VISION_BACKGROUND_DEADLINE_SECONDS", "300",
+            "How long a blob, batch or watch item waits for its turn at the quota before it is redelivered"),
 )
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
 # Settings the Azure deployment (infra/) deliberately leaves unset. Keys and connection strings are for
 # local work only (in Azure every connection is Entra ID: the __accountName / __blobServiceUri forms), the
-# OpenAI-compatible server is an alternative to Azure OpenAI, and the model table is an optional override.
+# OpenAI-compatible server is an alternative to Azure OpenAI, the model table is an optional override, and
+# the RPM limit follows from the TPM limit Bicep sets (6 per 1,000 TPM).
 # Every other setting is either set by infra/app/function.bicep or has a default here; tests/test_infra.py
 # holds the templates to that.
 UNSET_IN_AZURE = frozenset({
     "AZURE_OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL",
     "AzureWebJobsStorage", "AzureWebJobsStorage__tableServiceUri", "VISION_IMAGES_STORAGE", "VISION_MODEL_TABLE",
+    "VISION_RPM_LIMIT",
 })
 DEFAULTS: dict[str, str | None] = {s.name: s.default for s in SETTINGS}
 
@@ -183,6 +198,11 @@ class Settings:
     watch_interval_seconds: int = 5
     provider: str = "auto"
     local_fallback: str = "pipeline"
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    instances: int = 1
+    http_deadline_seconds: float = 30.0
+    background_deadline_seconds: float = 300.0
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Settings:
@@ -257,9 +277,17 @@ class Settings:
             blob_uri = _url("VISION_IMAGES_STORAGE__blobServiceUri", blob_uri)
         elif account and not get("VISION_IMAGES_STORAGE") and not get("AzureWebJobsStorage"):
             blob_uri = f"https://{account}.blob.core.windows.net"
+        tpm_limit, rpm_limit = get("VISION_TPM_LIMIT"), get("VISION_RPM_LIMIT")
         return cls(
             provider=provider,
             local_fallback=fallback,
+            tpm_limit=_positive_int("VISION_TPM_LIMIT", tpm_limit) if tpm_limit else None,
+            rpm_limit=_positive_int("VISION_RPM_LIMIT", rpm_limit) if rpm_limit else None,
+            instances=_positive_int("VISION_INSTANCES", get("VISION_INSTANCES")),
+            http_deadline_seconds=float(
+                _positive_int("VISION_HTTP_DEADLINE_SECONDS", get("VISION_HTTP_DEADLINE_SECONDS"))),
+            background_deadline_seconds=float(
+                _positive_int("VISION_BACKGROUND_DEADLINE_SECONDS", get("VISION_BACKGROUND_DEADLINE_SECONDS"))),
             max_images=_positive_int("VISION_MAX_IMAGES", get("VISION_MAX_IMAGES"), minimum=2),
             max_total_bytes=_positive_int("VISION_MAX_TOTAL_BYTES", get("VISION_MAX_TOTAL_BYTES")),
             max_image_tokens=_positive_int("VISION_MAX_IMAGE_TOKENS", get("VISION_MAX_IMAGE_TOKENS")),

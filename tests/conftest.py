@@ -270,3 +270,13 @@ def ocr_once(monkeypatch):
         return list(_OCR_SEEN[image])
 
     monkeypatch.setattr(engine, "ocr", remembered)
+
+
+@pytest.fixture(autouse=True)
+def fresh_quota_limiters():
+    """Each test starts with no deployment paused or learnt: the process limiters outlive a test otherwise."""
+    from shared.quota.limiter import forget_process_limiters
+
+    forget_process_limiters()
+    yield
+    forget_process_limiters()

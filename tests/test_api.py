@@ -170,13 +170,15 @@ async def test_pixel_bomb_is_422_without_decoding(make_settings, make_client, ao
     assert body["limit_pixels"] == 50_000_000
 
 
-async def test_throttled_is_429_with_retry_after(make_settings, make_client, aoai, png_bytes):
-    aoai.enqueue_many(Reply.throttled(retry_after_ms=20), times=3)
-    client = await make_client(make_settings())
+async def test_throttled_past_the_request_deadline_is_429_with_retry_after(make_settings, make_client, aoai,
+                                                                           png_bytes):
+    """Throttling is waited out up to VISION_HTTP_DEADLINE_SECONDS; a longer pause answers 429 at once."""
+    aoai.enqueue(Reply.throttled(retry_after_ms=4000))
+    client = await make_client(make_settings(VISION_HTTP_DEADLINE_SECONDS="2"))
     response = await client.post("/api/analyze", content=png_bytes)
     assert_problem(response, 429, "/problems/model-throttled")
-    assert int(response.headers["retry-after"]) >= 1
-    assert len(aoai.requests) == 3  # the SDK retried twice, honouring retry-after-ms
+    assert int(response.headers["retry-after"]) >= 3
+    assert len(aoai.requests) == 1
 
 
 async def test_throttle_then_success_is_200(make_settings, make_client, aoai, png_bytes):
@@ -185,6 +187,9 @@ async def test_throttle_then_success_is_200(make_settings, make_client, aoai, pn
     response = await client.post("/api/analyze", content=png_bytes)
     assert response.status_code == 200
     assert len(aoai.requests) == 2
+    call = response.json()["call"]  # what the call took, next to what the service billed
+    assert (call["attempts"], call["throttled"]) == (2, 1)
+    assert call["charge_estimate"] >= response.json()["image"]["estimated_tokens"] + 1000  # + max_tokens
 
 
 async def test_server_errors_are_503_with_retry_after(make_settings, make_client, aoai, png_bytes):

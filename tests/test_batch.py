@@ -203,13 +203,13 @@ async def test_resume_drops_a_torn_last_line(analyzer, aoai, folder, tmp_path):
 async def test_transient_failure_is_recorded_then_retried_on_resume(make_settings, aoai, folder, tmp_path):
     analyzer = build_analyzer(make_settings(VISION_MODEL_MAX_RETRIES="1"))
     out = tmp_path / "results.jsonl"
-    aoai.enqueue(Reply.throttled(10), Reply.throttled(10))  # the first image: two attempts, both throttled
+    aoai.enqueue(Reply.server_error(503), Reply.server_error(503))  # the first image: two attempts, both 503
     try:
         summary = await run_batch(analyzer, folder, out, OPTIONS, concurrency=1, progress=False)
         first = {r["id"]: r for r in lines(out)}
         assert first["astronaut.png"]["success"] is False
-        assert first["astronaut.png"]["error"]["status"] == 429
-        assert first["astronaut.png"]["error"]["type"] == "/problems/model-throttled"
+        assert first["astronaut.png"]["error"]["status"] == 503
+        assert first["astronaut.png"]["error"]["type"] == "/problems/model-unavailable"
         assert summary.failed == 4 and summary.succeeded == 3
 
         aoai.reset()

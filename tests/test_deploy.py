@@ -46,6 +46,7 @@ EXAMPLE_VALUES = {
     "openAiEndpoint": "https://oai-abc123.openai.azure.com/",
     "openAiDeployment": "gpt-4o",
     "openAiModel": "gpt-4o",
+    "openAiTokensPerMinute": "30000",
 }
 
 
@@ -59,10 +60,14 @@ def bicep_app_settings() -> dict[str, str]:
     resolved = {}
     for setting in site["appSettings"]:
         value = setting["value"]
+        if isinstance(value, dict):  # string(<parameter>): the only function the app settings use
+            assert value["function"]["type"] == "string", setting
+            value = value["function"]["parameters"]["value_to_convert"]
         if value in EXAMPLE_VALUES:
             value = EXAMPLE_VALUES[value]
         elif value in function["parameters"]:
-            value = main_defaults[passed[value]]
+            source = passed[value]  # a main.bicep parameter, or an expression (then an example value)
+            value = str(main_defaults[source]) if isinstance(source, str) else EXAMPLE_VALUES[value]
         else:
             value = re.sub(r"\$\{(\w+)\}", lambda m: EXAMPLE_VALUES[m.group(1)], value)
         resolved[setting["name"]] = value
@@ -106,6 +111,8 @@ def test_bicep_app_settings_load_into_a_keyless_azure_configuration():
     assert settings.images_blob_service_uri == "https://stabc123.blob.core.windows.net"
     assert settings.table_service_uri == "https://stabc123.table.core.windows.net"
     assert (settings.blob_source, settings.input_container) == ("EventGrid", "images")
+    # Each instance paces its calls to its share of the deployment's quota.
+    assert (settings.tpm_limit, settings.instances) == (30_000, 10)
 
 
 def test_local_settings_example_names_known_settings_with_their_defaults():

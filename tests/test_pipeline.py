@@ -216,13 +216,13 @@ async def test_after_the_last_attempt_the_failure_is_recorded(env, aoai):
     pipeline = env.pipeline
     pipeline.settings = env.settings.replace(max_attempts=2, local_fallback="off")
     upload(pipeline, "down.png", distinct_png(9))
-    aoai.enqueue_many(Reply.throttled(retry_after_ms=1), times=2)
+    aoai.default_reply = Reply.server_error(503)  # every try of both deliveries
     with pytest.raises(TransientFailure):
         await pipeline.handle(pipeline.blob_client("down.png"))
     outcome = await pipeline.handle(pipeline.blob_client("down.png"))
     assert outcome.status == "failed"
     document = pipeline.read_result("down.png")
-    assert document["error"]["type"] == "/problems/model-throttled"
+    assert document["error"]["type"] == "/problems/model-unavailable"
     assert "after 2 attempts" in document["error"]["detail"]
 
 

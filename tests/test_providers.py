@@ -100,7 +100,6 @@ async def test_entra_id_when_no_key(make_settings, aoai, prepared):
 @pytest.mark.parametrize(
     ("replies", "error", "retries"),
     [
-        ([Reply.throttled(retry_after_ms=10)] * 3, ModelThrottled, 2),
         ([Reply.server_error(503)] * 3, ModelUnavailable, 2),
         ([Reply.malformed()], ModelBadResponse, 0),
         ([Reply.malformed_schema()], ModelBadResponse, 0),
@@ -118,11 +117,24 @@ async def test_errors_are_translated(make_settings, aoai, prepared, replies, err
     assert len(aoai.requests) == retries + 1
 
 
-async def test_throttle_carries_retry_after(make_settings, aoai, prepared):
-    aoai.enqueue(Reply.throttled(retry_after_ms=1500))
+async def test_throttling_is_waited_out_and_the_answer_says_what_it_took(make_settings, aoai, prepared):
+    """One retry layer: 429s pause the deployment and the call goes through, however many, within the deadline."""
+    aoai.enqueue_many(Reply.throttled(retry_after_ms=10), times=4)
+    completion = await complete(make_settings(VISION_MODEL_MAX_RETRIES="0"), request_for(prepared))
+    assert completion.text
+    assert [r.status for r in aoai.requests] == [429, 429, 429, 429, 200]
+    assert completion.call["attempts"] == 5 and completion.call["throttled"] == 4
+    assert completion.call["charge_estimate"] > 85 + request_for(prepared).max_tokens
+    assert aoai.requests[0].headers["x-stainless-retry-count"] == "0"
+    assert all(r.headers["x-stainless-retry-count"] == "0" for r in aoai.requests)  # no SDK retries stacked
+
+
+async def test_throttling_past_the_deadline_is_throttled_with_retry_after(make_settings, aoai, prepared):
+    aoai.enqueue(Reply.throttled(retry_after_ms=5000))
     with pytest.raises(ModelThrottled) as caught:
-        await complete(make_settings(VISION_MODEL_MAX_RETRIES="0"), request_for(prepared))
-    assert caught.value.retry_after == pytest.approx(1.5)
+        await complete(make_settings(VISION_HTTP_DEADLINE_SECONDS="1"), request_for(prepared))
+    assert caught.value.retry_after == pytest.approx(5.0, abs=0.5)
+    assert len(aoai.requests) == 1  # it did not call again inside the pause
 
 
 async def test_wrong_key_names_the_setting(make_settings, aoai, prepared):

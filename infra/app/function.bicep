@@ -34,6 +34,9 @@ param openAiEndpoint string
 param openAiDeployment string
 param openAiModel string
 
+@description('Tokens per minute of the model deployment (its capacity x 1,000): the app paces its calls to it.')
+param openAiTokensPerMinute int
+
 @allowed([
   2048
   4096
@@ -159,6 +162,15 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'AZURE_OPENAI_MODEL'
           value: openAiModel
+        }
+        {
+          name: 'VISION_TPM_LIMIT'
+          value: string(openAiTokensPerMinute)
+        }
+        {
+          // Each instance paces itself to its share of the quota: at most maximumInstanceCount share it.
+          name: 'VISION_INSTANCES'
+          value: string(maximumInstanceCount)
         }
         {
           name: 'VISION_PROVIDER'

@@ -19,6 +19,16 @@ class UsageModel(BaseModel):
     total_tokens: int
 
 
+class CallModel(BaseModel):
+    """What the model call took besides the answer (absent for cached and offline answers)."""
+
+    charge_estimate: int = Field(description="Tokens of quota the call was charged before it was sent: "
+                                             "prompt text and images, plus max_tokens")
+    attempts: int = Field(description="Requests sent, retries included")
+    throttled: int = Field(description="429 answers waited out")
+    admission_wait_seconds: float = Field(description="Seconds spent waiting for the deployment's quota")
+
+
 class ImageModel(BaseModel):
     width: int = Field(description="Width of the image sent to the model")
     height: int = Field(description="Height of the image sent to the model")

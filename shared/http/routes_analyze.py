@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from shared.analysis import MAX_PROMPT_CHARS, AnalysisOptions, parse_max_tokens
 from shared.errors import UnsupportedImage
-from shared.http.models import ImageModel, UsageModel
+from shared.http.models import CallModel, ImageModel, UsageModel
 from shared.http.problems import problem_responses
 from shared.http.uploads import read_upload
 from shared.services import Services
@@ -27,6 +27,7 @@ class AnalysisResponse(BaseModel):
     usage: UsageModel
     estimated_cost_usd: float
     image: ImageModel
+    call: CallModel | None = None
     latency_ms: int
 
 

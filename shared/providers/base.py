@@ -66,6 +66,9 @@ class Completion:
     #: Where each extracted value was read, for providers that know (the offline engine):
     #: field path (``total``, ``line_items[0].total``, ``rows[2].Qty``) -> {text, confidence, box}.
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: What the call took besides the answer: the quota charge estimated before it, attempts,
+    #: throttled answers and seconds waited for admission (:class:`shared.quota.retry.CallStats`).
+    call: dict[str, Any] = field(default_factory=dict)
 
 
 class Provider(abc.ABC):

@@ -16,6 +16,7 @@ from shared.config import Settings
 from shared.errors import ConfigError
 from shared.providers.base import Provider, UnconfiguredProvider
 from shared.providers.openai_chat import AzureOpenAIProvider, OpenAIChatProvider
+from shared.quota.limiter import process_limiter
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -32,8 +33,11 @@ def build_provider(settings: Settings, *, http_client: Any = None,
     """
     common: dict[str, Any] = {
         "timeout": settings.model_timeout_seconds,
-        "max_retries": settings.model_max_retries,
+        "max_retries": 0,  # one retry layer, ours (shared.quota.retry), never two stacked
     }
+    limiter = process_limiter(tpm=settings.tpm_limit, rpm=settings.rpm_limit, instances=settings.instances)
+    pacing: dict[str, Any] = {"max_retries": settings.model_max_retries,
+                              "default_deadline_seconds": settings.http_deadline_seconds}
     if http_client is not None:
         common["http_client"] = http_client
     if settings.model_provider == "azure_openai":
@@ -53,7 +57,10 @@ def build_provider(settings: Settings, *, http_client: Any = None,
             **common,
         )
         return AzureOpenAIProvider(client, deployment=settings.azure_openai_deployment, auth=auth,
-                                   credential=credential_name)
+                                   credential=credential_name,
+                                   limiter=limiter.deployment(f"{settings.azure_openai_endpoint}|"
+                                                              f"{settings.azure_openai_deployment}"),
+                                   **pacing)
     if settings.model_provider == "openai_compatible":
         assert settings.openai_model is not None
         client = openai.AsyncOpenAI(
@@ -61,7 +68,9 @@ def build_provider(settings: Settings, *, http_client: Any = None,
             api_key=settings.openai_api_key or "not-needed",
             **common,
         )
-        return OpenAIChatProvider(client, model=settings.openai_model)
+        return OpenAIChatProvider(client, model=settings.openai_model,
+                                  limiter=limiter.deployment(f"{settings.openai_base_url}|{settings.openai_model}"),
+                                  **pacing)
     if settings.uses_local_engine:
         from shared.providers.local import LocalProvider  # lazily: the offline engine's imports are heavier
 

@@ -8,14 +8,18 @@ includes what the SDK lets through unwrapped: a body that is not JSON, and the a
 ``ClientAuthenticationError`` its token provider raises when the Entra ID credential gets no token.
 Anything else (a ``ValueError`` or ``TypeError`` of our own) is a bug, and left to surface as one.
 
-Retries: the SDK's own retry layer (``max_retries``, which honours Azure's
-``retry-after-ms``/``retry-after`` headers) is the only one for now.
+Quota and retries: every call is admitted by the deployment's limiter (one per process, shared by
+every edge: :mod:`shared.quota.limiter`) and retried by one layer (:mod:`shared.quota.retry`):
+throttling is waited out until the caller's deadline, 5xx and timeouts back off a bounded number of
+times. The SDK's own retries are off (``max_retries=0`` in :mod:`shared.providers.factory`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+from dataclasses import replace
 from typing import Any
 
 import openai
@@ -30,6 +34,10 @@ from shared.errors import (
     ModelUnavailable,
 )
 from shared.providers.base import Completion, Provider, Usage, VisionRequest
+from shared.quota.charge import estimate_charge
+from shared.quota.deadline import current_deadline
+from shared.quota.limiter import DeploymentLimiter
+from shared.quota.retry import Answer, call_with_retries
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +55,19 @@ def build_messages(request: VisionRequest) -> list[dict[str, Any]]:
     messages.append({"role": "user", "content": content})
     messages.extend(request.follow_up)
     return messages
+
+
+def _message_texts(request: VisionRequest) -> list[str]:
+    """The text of every message the request sends, for the quota charge estimate."""
+    texts = [request.prompt, *request.image_labels]
+    if request.system_prompt:
+        texts.append(request.system_prompt)
+    for message in request.follow_up:
+        content = message.get("content")
+        texts.append(content if isinstance(content, str) else json.dumps(content))
+    if request.response_format is not None:
+        texts.append(json.dumps(request.response_format))
+    return texts
 
 
 def _retry_after_seconds(response: Any) -> float | None:
@@ -145,17 +166,36 @@ class OpenAIChatProvider(Provider):
     name = "openai_compatible"
 
     def __init__(self, client: openai.AsyncOpenAI, *, model: str, deployment: str | None = None,
-                 credential: str | None = None) -> None:
+                 credential: str | None = None, limiter: DeploymentLimiter | None = None,
+                 max_retries: int = 2, default_deadline_seconds: float = 30.0) -> None:
         self._client = client
         self._model = model
         self._deployment = deployment or model
         self._credential = credential
+        #: Admission to the deployment's quota; unlimited until the service's headers teach it one.
+        self._limiter = limiter or DeploymentLimiter(self._deployment)
+        #: Retries of 5xx, timeouts and connection failures (throttling is waited out instead).
+        self._max_retries = max_retries
+        #: How long a call may wait when the edge set no deadline (see shared.quota.deadline).
+        self._default_deadline_seconds = default_deadline_seconds
 
     @property
     def model(self) -> str:
         return self._model
 
     async def complete(self, request: VisionRequest) -> Completion:
+        charge = estimate_charge(_message_texts(request), [image.estimated_tokens for image in request.images],
+                                 request.max_tokens)
+        deadline = current_deadline()
+        if deadline is None:
+            deadline = time.monotonic() + self._default_deadline_seconds
+        (completion, rate_limit), stats = await call_with_retries(
+            lambda: self._attempt(request), limiter=self._limiter, charge=charge,
+            max_retries=self._max_retries, deadline=deadline)
+        return replace(self._to_completion(completion, rate_limit), call=stats.as_dict())
+
+    async def _attempt(self, request: VisionRequest) -> Answer[tuple[Any, dict[str, str]]]:
+        """One HTTP call; SDK errors translated here, the one place."""
         try:
             extra: dict[str, Any] = {}
             if request.response_format is not None:
@@ -174,7 +214,7 @@ class OpenAIChatProvider(Provider):
             for name, value in raw.headers.items()
             if name.lower().startswith("x-ratelimit-remaining")
         }
-        return self._to_completion(completion, rate_limit)
+        return Answer((completion, rate_limit), {k.lower(): v for k, v in raw.headers.items()})
 
     def _to_completion(self, completion: Any, rate_limit: dict[str, str]) -> Completion:
         choices = getattr(completion, "choices", None)
@@ -221,8 +261,8 @@ class AzureOpenAIProvider(OpenAIChatProvider):
     name = "azure_openai"
 
     def __init__(self, client: openai.AsyncAzureOpenAI, *, deployment: str, auth: str,
-                 credential: str | None = None) -> None:
-        super().__init__(client, model=deployment, deployment=deployment, credential=credential)
+                 credential: str | None = None, **pacing: Any) -> None:
+        super().__init__(client, model=deployment, deployment=deployment, credential=credential, **pacing)
         self._auth = auth
 
     def describe(self) -> dict[str, Any]:

@@ -1,87 +1,108 @@
-"""A token bucket that counts the way Azure OpenAI does, as pure arithmetic over a clock reading.
+"""A quota window that counts the way Azure OpenAI does, as pure arithmetic over a clock reading.
 
 Azure charges a request against the deployment's tokens-per-minute (TPM) when it arrives, and
-enforces the quota over short windows (1 s or 10 s), not over a whole minute: a deployment of
-60K TPM admits about 10K tokens in any 10 s, not 60K in the first second. So the bucket holds at
-most one window's worth (``per_minute * window / 60``) and refills continuously at
-``per_minute / 60`` per second. A request bigger than a whole window is admitted when the bucket is
-full and leaves it in debt, so it is delayed, never refused forever.
+enforces the quota over short windows (1 s or 10 s), not over a whole minute: a deployment of 60K
+TPM admits about 10K tokens in any 10 s, not 60K in the first second. So this is a sliding window
+log, not a token bucket: it remembers what was admitted in the last ``window_seconds`` and admits a
+charge only if the window's total stays within ``per_minute * window / 60``. (A token bucket of the
+same size would admit up to twice that in one window, a full bucket plus its refill, and earn 429s.)
+A charge bigger than a whole window is admitted into an empty window: delayed, never refused forever.
 
 No I/O and no sleeping here: :mod:`shared.quota.limiter` decides when to wait, from
-:meth:`QuotaBucket.wait_time`. Every method takes ``now`` (a monotonic reading in seconds), which
+:meth:`QuotaWindow.wait_time`. Every method takes ``now`` (a monotonic reading in seconds), which
 keeps the arithmetic testable without a clock.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
-#: Azure evaluates TPM over windows of 1 s or 10 s; a bucket of 10 s is the larger, burstier one.
+#: Azure evaluates TPM over windows of 1 s or 10 s; pacing over 10 s keeps any 10 s within the quota.
 WINDOW_SECONDS = 10.0
 
 
 @dataclass
-class QuotaBucket:
-    """Tokens (or requests) available now, refilled at ``per_minute / 60`` per second."""
+class QuotaWindow:
+    """What was admitted in the last ``window_seconds``, against ``per_minute`` scaled to the window."""
 
     per_minute: float
     window_seconds: float = WINDOW_SECONDS
-    level: float = field(default=-1.0)
-    updated: float = 0.0
+    _entries: deque[list[float]] = field(default_factory=deque)  # [admitted at, amount], oldest first
 
     def __post_init__(self) -> None:
         if self.per_minute <= 0:
             raise ValueError(f"per_minute must be positive, got {self.per_minute}")
-        if self.level < 0:
-            self.level = self.capacity
 
     @property
     def capacity(self) -> float:
-        """One window's worth: the most the service admits in a burst."""
+        """What one window admits: the most the service takes in a burst."""
         return self.per_minute * self.window_seconds / 60.0
 
-    @property
-    def rate(self) -> float:
-        """Refill per second."""
-        return self.per_minute / 60.0
+    def _expire(self, now: float) -> None:
+        while self._entries and self._entries[0][0] <= now - self.window_seconds:
+            self._entries.popleft()
 
-    def refill(self, now: float) -> None:
-        if now > self.updated:
-            self.level = min(self.capacity, self.level + (now - self.updated) * self.rate)
-            self.updated = now
+    def used(self, now: float) -> float:
+        self._expire(now)
+        return sum(amount for _, amount in self._entries)
 
     def wait_time(self, amount: float, now: float) -> float:
-        """Seconds until ``amount`` can be taken (0 when it can be taken now).
-
-        An amount over the capacity needs a full bucket, not more than it can ever hold.
-        """
-        self.refill(now)
-        needed = min(amount, self.capacity)
-        if self.level >= needed:
+        """Seconds until ``amount`` fits in the window (0 when it fits now)."""
+        used = self.used(now)
+        allowed = self.capacity - min(amount, self.capacity)
+        if used <= allowed:
             return 0.0
-        return (needed - self.level) / self.rate
+        for at, spent in self._entries:
+            used -= spent
+            if used <= allowed:
+                return at + self.window_seconds - now
+        return 0.0  # pragma: no cover - the loop empties the window at the latest
 
-    def take(self, amount: float, now: float) -> None:
-        """Spend ``amount`` (the level may go negative: a debt repaid by the refill)."""
-        self.refill(now)
-        self.level -= amount
+    def take(self, amount: float, now: float) -> list[float]:
+        """Count ``amount`` from ``now``; the returned entry is moved later by :meth:`settle`."""
+        self._expire(now)
+        entry = [now, amount]
+        self._entries.append(entry)
+        return entry
+
+    def settle(self, entry: list[float], now: float) -> None:
+        """Move an admitted charge to ``now``, when its answer came back.
+
+        The service counts a request from when it arrives, some time between our admission and its
+        answer; counting it from the answer errs late, never early, so our window never frees room
+        before the service's does (which would earn a 429 for the next caller).
+        """
+        try:
+            self._entries.remove(entry)
+        except ValueError:
+            return  # already expired, or given back
+        entry[0] = now
+        self._entries.append(entry)
 
     def give_back(self, amount: float, now: float) -> None:
-        """Return an over-estimate (the call was charged less than reserved, or never made)."""
-        self.refill(now)
-        self.level = min(self.capacity, self.level + amount)
+        """Return a reservation (the call never reached the service), newest entries first."""
+        self._expire(now)
+        while amount > 0 and self._entries:
+            entry = self._entries[-1]
+            returned = min(amount, entry[1])
+            entry[1] -= returned
+            amount -= returned
+            if entry[1] <= 0:
+                self._entries.pop()
 
     def observe_remaining(self, remaining_per_minute: float, now: float) -> None:
         """Trust the service when it says less is left than we think (its count includes other callers).
 
         ``x-ratelimit-remaining-tokens`` / ``-requests`` are per-minute figures; scaled to our window.
         """
-        self.refill(now)
-        self.level = min(self.level, remaining_per_minute * self.window_seconds / 60.0)
+        service_room = remaining_per_minute * self.window_seconds / 60.0
+        room = self.capacity - self.used(now)
+        if service_room < room:
+            self._entries.append([now, room - service_room])
 
-    def resize(self, per_minute: float, now: float) -> None:
-        """Change the quota (learnt from the service), keeping the fraction of the window in use."""
-        self.refill(now)
-        fraction = self.level / self.capacity
+    def resize(self, per_minute: float) -> None:
+        """Change the quota (learnt from the service); what was admitted stays counted."""
+        if per_minute <= 0:
+            raise ValueError(f"per_minute must be positive, got {per_minute}")
         self.per_minute = per_minute
-        self.level = fraction * self.capacity

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from shared.errors import ModelThrottled
-from shared.quota.bucket import QuotaBucket
+from shared.quota.bucket import QuotaWindow
 
 #: Azure assigns requests per minute at 6 per 1,000 tokens per minute.
 RPM_PER_1000_TPM = 6
@@ -38,10 +38,11 @@ def default_rpm(tpm: float) -> float:
 
 @dataclass(frozen=True)
 class Admission:
-    """What admission cost a call: how long it waited, and the charge reserved."""
+    """What admission cost a call: how long it waited, and the charge reserved (``entries``: for settling)."""
 
     waited_seconds: float
     charge: int
+    entries: tuple[tuple[QuotaWindow, list[float]], ...] = ()
 
 
 def _header_number(headers: Mapping[str, str], name: str) -> float | None:
@@ -56,16 +57,16 @@ def _header_number(headers: Mapping[str, str], name: str) -> float | None:
 
 
 class DeploymentLimiter:
-    """The TPM and RPM buckets of one deployment (in this process)."""
+    """The TPM and RPM windows of one deployment (in this process)."""
 
     def __init__(self, name: str, *, tpm: float | None = None, rpm: float | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.name = name
         self.learning = tpm is None
-        self.tokens = QuotaBucket(tpm) if tpm else None
+        self.tokens = QuotaWindow(tpm) if tpm else None
         rpm = rpm or (default_rpm(tpm) if tpm else None)
-        self.requests = QuotaBucket(rpm) if rpm else None
+        self.requests = QuotaWindow(rpm) if rpm else None
         self._clock = clock
         self._sleep = sleep
         self._paused_until = 0.0
@@ -94,8 +95,8 @@ class DeploymentLimiter:
         """How long a newcomer would wait behind everyone queued: the Retry-After we give back."""
         wait = max(0.0, self._paused_until - now)
         if self.tokens is not None:
-            backlog = self._queued_tokens + charge - max(0.0, self.tokens.level)
-            wait = max(wait, backlog / self.tokens.rate)
+            backlog = self._queued_tokens + charge + self.tokens.used(now) - self.tokens.capacity
+            wait = max(wait, backlog / (self.tokens.per_minute / 60.0))
         return max(1.0, wait)
 
     async def acquire(self, charge: int, *, deadline: float | None = None) -> Admission:
@@ -120,11 +121,12 @@ class DeploymentLimiter:
                         raise ModelThrottled(f"deployment {self.name!r} is at its quota for longer than this "
                                              "request's deadline", retry_after=max(1.0, wait))
                     await self._sleep(wait)
+                entries = []
                 if self.tokens is not None:
-                    self.tokens.take(charge, now)
+                    entries.append((self.tokens, self.tokens.take(charge, now)))
                 if self.requests is not None:
-                    self.requests.take(1, now)
-                return Admission(waited_seconds=now - start, charge=charge)
+                    entries.append((self.requests, self.requests.take(1, now)))
+                return Admission(waited_seconds=now - start, charge=charge, entries=tuple(entries))
             finally:
                 lock.release()
         finally:
@@ -138,28 +140,34 @@ class DeploymentLimiter:
         if self.requests is not None:
             self.requests.give_back(1, now)
 
-    def observe(self, headers: Mapping[str, str], charge: int) -> None:
-        """Adapt to the service's own count, from a response's ``x-ratelimit-remaining-*`` headers."""
+    def observe(self, headers: Mapping[str, str], charge: int, admission: Admission | None = None) -> None:
+        """Adapt to the service's own count, from a response's ``x-ratelimit-remaining-*`` headers.
+
+        The admission's charge is counted from now on (see :meth:`QuotaWindow.settle`).
+        """
         now = self._clock()
+        if admission is not None:
+            for window, entry in admission.entries:
+                window.settle(entry, now)
         remaining_tokens = _header_number(headers, "x-ratelimit-remaining-tokens")
         remaining_requests = _header_number(headers, "x-ratelimit-remaining-requests")
         if remaining_tokens is not None:
             if self.learning:
                 seen = remaining_tokens + charge
                 if self.tokens is None:
-                    self.tokens = QuotaBucket(max(seen, 1.0))
+                    self.tokens = QuotaWindow(max(seen, 1.0))
                     self.tokens.take(charge, now)
                 elif seen > self.tokens.per_minute:
-                    self.tokens.resize(seen, now)
+                    self.tokens.resize(seen)
             self.tokens.observe_remaining(remaining_tokens, now)
         if remaining_requests is not None:
             if self.learning:
                 seen = remaining_requests + 1
                 if self.requests is None:
-                    self.requests = QuotaBucket(max(seen, 1.0))
+                    self.requests = QuotaWindow(max(seen, 1.0))
                     self.requests.take(1, now)
                 elif seen > self.requests.per_minute:
-                    self.requests.resize(seen, now)
+                    self.requests.resize(seen)
             self.requests.observe_remaining(remaining_requests, now)
 
     def pause(self, seconds: float) -> None:
@@ -167,10 +175,6 @@ class DeploymentLimiter:
         now = self._clock()
         self.throttle_pauses += 1
         self._paused_until = max(self._paused_until, now + max(0.0, seconds))
-        for bucket in (self.tokens, self.requests):
-            if bucket is not None:
-                bucket.refill(now)
-                bucket.level = min(bucket.level, 0.0)
 
 
 class Limiter:
@@ -195,3 +199,20 @@ class Limiter:
             self._deployments[name] = DeploymentLimiter(name, tpm=self.tpm, rpm=self.rpm,
                                                         clock=self._clock, sleep=self._sleep)
         return self._deployments[name]
+
+
+_PROCESS_LIMITERS: dict[tuple[float | None, float | None, int], Limiter] = {}
+
+
+def process_limiter(*, tpm: float | None, rpm: float | None, instances: int) -> Limiter:
+    """The process's one :class:`Limiter` for these limits: every provider built in this process
+    (HTTP app, blob trigger, CLI commands, each analyzer) draws on the same buckets."""
+    key = (tpm, rpm, instances)
+    if key not in _PROCESS_LIMITERS:
+        _PROCESS_LIMITERS[key] = Limiter(tpm=tpm, rpm=rpm, instances=instances)
+    return _PROCESS_LIMITERS[key]
+
+
+def forget_process_limiters() -> None:
+    """Drop every process limiter (and what they learnt). For tests, which each start a fresh world."""
+    _PROCESS_LIMITERS.clear()

@@ -121,6 +121,6 @@ async def call_with_retries(
                 policy.service_throttles.add(id(exc))
                 limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
                 raise
-            limiter.observe(answer.headers, charge)
+            limiter.observe(answer.headers, charge, admission)
             return answer.value, stats
     raise AssertionError("unreachable: tenacity either returns or reraises")  # pragma: no cover

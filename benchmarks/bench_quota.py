@@ -1,0 +1,167 @@
+"""Benchmark a large backlog against a deployment quota: share of the quota used, images lost.
+
+Why: the first thing users do is drop thousands of images on one deployment. Its tokens-per-minute
+quota, not our code, sets the pace; what matters is using all of it without losing images to 429s.
+
+Run from the repository root (about 3 minutes)::
+
+    .venv/bin/python benchmarks/bench_quota.py [--images 600] [--tpm 300000] [--latency 0.3]
+
+The Azure OpenAI test double (``tests/aoai_double.py``) enforces the quota the way Azure does
+(``tests/quota_double.py``: charge on arrival = prompt estimate + ``max_tokens``, sliding 10 s window,
+RPM at 6 per 1,000 TPM, 429 with ``retry-after-ms``) and answers after a fixed latency. The same
+``--images`` distinct small PNGs (``detail=low``, ``max_tokens=300``: about 410 tokens each) go
+through, in the same run:
+
+* **batch, limiter**: ``shared.batch.run_batch`` at ``--concurrency`` 16 with ``VISION_TPM_LIMIT``
+  set to the quota (as the Bicep deploys it);
+* **batch, learning**: the same with no limit configured (learnt from ``x-ratelimit-*`` headers);
+* **SDK retries only**: what the service did before the limiter: 16 at a time, the openai SDK's
+  own retries (``max_retries=2``) and nothing else;
+* **naive**: the seed's client: a semaphore of 10, three tries with 1, 2, 4 s sleeps.
+
+Columns: wall time; **share of the quota**: tokens admitted per minute, from the first admission to
+one window past the last, over the quota (100% = every window full); failed images; 429s received.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import openai
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.analysis import AnalysisOptions  # noqa: E402
+from shared.batch import run_batch  # noqa: E402
+from shared.config import Settings  # noqa: E402
+from shared.quota.limiter import forget_process_limiters  # noqa: E402
+from shared.services import build_analyzer  # noqa: E402
+from tests.aoai_double import AzureOpenAIDouble  # noqa: E402
+from tests.quota_double import WINDOW_SECONDS, AzureQuota  # noqa: E402
+
+MAX_TOKENS = 300
+OPTIONS = AnalysisOptions(prompt="Describe this image", detail="low", max_tokens=MAX_TOKENS)
+
+
+def make_images(folder: Path, count: int) -> list[bytes]:
+    images = []
+    for index in range(count):
+        image = Image.new("RGB", (64, 48), ((index * 37) % 256, (index * 91) % 256, (index * 53) % 256))
+        image.putpixel((index % 64, index // 64 % 48), (255, 255, 255))
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        (folder / f"img{index:05d}.png").write_bytes(buffer.getvalue())
+        images.append(buffer.getvalue())
+    return images
+
+
+def quota_share(quota: AzureQuota, tpm: int) -> float:
+    """Tokens admitted per minute over the quota, from the first admission to one window past the last.
+
+    The quota allows one window's worth in any 10 s, so N windows admit at most N windows' worth: the
+    last admission's window is counted whole, and a run that kept the deployment full scores 100%.
+    """
+    if not quota.admitted:
+        return 0.0
+    span = quota.admitted[-1][0] - quota.admitted[0][0] + WINDOW_SECONDS
+    return sum(charge for _, charge in quota.admitted) * 60 / span / tpm
+
+
+async def run_ours(double: AzureOpenAIDouble, folder: Path, tpm: int | None, concurrency: int) -> int:
+    forget_process_limiters()
+    values = {"AZURE_OPENAI_ENDPOINT": double.endpoint, "AZURE_OPENAI_API_KEY": double.api_key,
+              "AZURE_OPENAI_DEPLOYMENT": "gpt-4o", "VISION_CACHE_ENABLED": "false", "VISION_LOCAL_FALLBACK": "off",
+              "VISION_PROVIDER": "azure_openai"}
+    if tpm:
+        values["VISION_TPM_LIMIT"] = str(tpm)
+    analyzer = build_analyzer(Settings.from_mapping(values))
+    with tempfile.TemporaryDirectory() as scratch:
+        try:
+            summary = await run_batch(analyzer, folder, Path(scratch) / "out.jsonl", OPTIONS,
+                                      concurrency=concurrency, progress=False)
+        finally:
+            await analyzer.aclose()
+    return summary.failed
+
+
+async def run_client(double: AzureOpenAIDouble, images: list[bytes], *, concurrency: int, sdk_retries: int,
+                     own_tries: int) -> int:
+    """A plain client: ``concurrency`` at once, the SDK's retries, then ``own_tries`` with 2^n s sleeps."""
+    import base64
+
+    client = openai.AsyncAzureOpenAI(azure_endpoint=double.endpoint, api_key=double.api_key,
+                                     api_version="2024-10-21", max_retries=sdk_retries)
+    gate = asyncio.Semaphore(concurrency)
+    failed = 0
+
+    async def one(data: bytes) -> None:
+        nonlocal failed
+        url = "data:image/png;base64," + base64.b64encode(data).decode()
+        messages = [{"role": "user", "content": [{"type": "text", "text": "Describe this image"},
+                                                 {"type": "image_url", "image_url": {"url": url, "detail": "low"}}]}]
+        async with gate:
+            for attempt in range(own_tries):
+                try:
+                    await client.chat.completions.create(model="gpt-4o", messages=messages, max_tokens=MAX_TOKENS)
+                    return
+                except openai.RateLimitError:
+                    if attempt + 1 < own_tries:
+                        await asyncio.sleep(2 ** attempt)
+            failed += 1
+
+    try:
+        await asyncio.gather(*(one(data) for data in images))
+    finally:
+        await client.close()
+    return failed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=600)
+    parser.add_argument("--tpm", type=int, default=300_000)
+    parser.add_argument("--latency", type=float, default=0.3, help="seconds the double takes per answer")
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+
+    rows = []
+    with AzureOpenAIDouble() as double, tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        images = make_images(folder, args.images)
+        runs = [
+            ("batch, limiter (VISION_TPM_LIMIT)", lambda: run_ours(double, folder, args.tpm, args.concurrency)),
+            ("batch, limiter learning the quota", lambda: run_ours(double, folder, None, args.concurrency)),
+            ("SDK retries only (before)", lambda: run_client(double, images, concurrency=args.concurrency,
+                                                             sdk_retries=2, own_tries=1)),
+            ("naive: semaphore 10, 3 tries, 2^n s", lambda: run_client(double, images, concurrency=10,
+                                                                       sdk_retries=0, own_tries=3)),
+        ]
+        for name, run in runs:
+            double.reset()
+            quota = AzureQuota(double, tpm=args.tpm, latency=args.latency)
+            double.set_responder(quota)
+            started = time.monotonic()
+            failed = await run()
+            elapsed = time.monotonic() - started
+            rows.append((name, elapsed, quota_share(quota, args.tpm), failed, quota.throttled))
+            print(f"  {name}: {elapsed:.1f} s", file=sys.stderr)
+
+    print(f"\n{args.images} images, {args.tpm:,} TPM quota ({args.tpm * 6 // 1000:,} RPM), "
+          f"{args.latency} s latency, detail=low, max_tokens={MAX_TOKENS}\n")
+    print("| path | wall time | share of the quota | failed images | 429s received |")
+    print("|---|---|---|---|---|")
+    for name, elapsed, share, failed, throttled in rows:
+        print(f"| {name} | {elapsed:.1f} s | {share:.0%} | {failed} | {throttled} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
