@@ -30,7 +30,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableServiceClient, UpdateMode
 from azure.storage.blob import BlobServiceClient, ContentSettings, LinearRetry
 
-from shared.errors import ConfigError
+from shared.errors import ConfigError, describe
 from shared.storage import normalise_connection_string
 
 if TYPE_CHECKING:
@@ -57,7 +57,6 @@ MAX_PROPERTIES = 250
 REFUSED_STATUSES = frozenset({"failed", "content_filtered"})
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
-_SECRET = re.compile(r"(?i)\b(accountkey|sig|sharedaccesssignature|signature|password|token)=[^;&\s'\"]+")
 
 
 def cache_key(
@@ -205,10 +204,8 @@ def table_payload(entity: Mapping[str, Any]) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """One line about a failure for logs and health checks, anything key-like redacted."""
-    lines = str(exc).strip().splitlines()
-    text = _SECRET.sub(r"\1=***", lines[0] if lines else "")
-    return f"{type(exc).__name__}: {text}"[:300]
+    """One line about a failure for logs and health checks, anything key-like redacted (one redaction for all)."""
+    return describe(exc)
 
 
 def _sdk_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

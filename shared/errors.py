@@ -30,10 +30,16 @@ Hierarchy::
 Storage problems in the cache are not errors to the caller: the cache logs them
 and the request continues uncached. Reading a blob-flow result has no such
 fallback, so there they are :class:`StorageUnavailable` / :class:`ResultCorrupt`.
+
+Error text can quote secrets (a connection string's key, a SAS ``sig``, a header, a
+password in a URL): :func:`redact` is the one list of what counts as one, used wherever
+such text becomes a log line or a document (the cache, the blob pipeline, ``watch``,
+:class:`ConfigError`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -76,7 +82,9 @@ class ConfigError(VisionError):
     title = "Configuration error"
 
     def __init__(self, setting: str, detail: str) -> None:
-        super().__init__(f"{setting}: {detail}", setting=setting)
+        # Redacted here, once: the detail often quotes the bad value, and it reaches logs,
+        # stderr and HTTP problem documents.
+        super().__init__(f"{setting}: {redact(detail)}", setting=setting)
         self.setting = setting
 
 
@@ -203,6 +211,46 @@ class NotSupported(ModelError):
     status = 501
     slug = "not-supported"
     title = "Not supported by the configured provider"
+
+
+
+# -- redaction ------------------------------------------------------------------------------
+
+MASK = "***"
+# key=value pairs of connection strings and query strings; the value ends at ; & whitespace or a quote.
+_PAIRS = re.compile(
+    r"(?i)\b(accountkey|sharedaccesssignature|sig|signature|password|pwd|token|access_token|client_secret"
+    r"|api[-_]?key|x-functions-key|code)=[^;&\s'\"]+"
+)
+# Headers, as "name: value" or a dict's "'name': 'value'"; "Bearer <token>" counts as one value.
+_HEADERS = re.compile(
+    r"(?i)(\b(?:api-key|authorization|x-functions-key|ocp-apim-subscription-key)['\"]?\s*[:=]\s*['\"]?)"
+    r"(?:(?:bearer|basic)\s+)?[^\s'\",;}&]+"
+)
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+# In URLs: user:password@ (the password masked) and token@ (all of it masked).
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^/\s:@]*):[^/\s@]*@")
+_URL_TOKEN = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+@")
+
+
+def redact(text: object) -> str:
+    """``str(text)`` with every secret-looking value replaced by ``***``.
+
+    SDK exception text quotes what the SDK was given (connection strings, SAS URLs, request
+    headers) and settings errors quote the bad value; none of it may reach a log or a caller.
+    """
+    value = str(text)
+    value = _URL_PASSWORD.sub(rf"\1:{MASK}@", value)
+    value = _URL_TOKEN.sub(rf"\1{MASK}@", value)
+    value = _HEADERS.sub(rf"\1{MASK}", value)
+    value = _BEARER.sub(rf"\1 {MASK}", value)
+    return _PAIRS.sub(rf"\1={MASK}", value)
+
+
+def describe(exc: BaseException, *, limit: int = 300) -> str:
+    """One redacted line about a failure, for logs and health checks: its type and first line."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {redact(lines[0] if lines else '')}"[:limit]
 
 
 class ResultCorrupt(VisionError):

@@ -52,6 +52,7 @@ from shared.errors import (
     InvalidParameter,
     PayloadTooLarge,
     VisionError,
+    redact,
 )
 from shared.extraction import ExtractionFailed, extract
 
@@ -65,6 +66,7 @@ class TransientFailure(Exception):
     """Raised so the host redelivers the blob; ``attempts`` deliveries have failed so far."""
 
     def __init__(self, name: str, attempts: int, cause: str) -> None:
+        cause = redact(cause)  # logged by the host and by watch: SDK text may quote keys
         super().__init__(f"{name}: attempt {attempts} failed transiently: {cause}")
         self.name = name
         self.attempts = attempts
@@ -312,8 +314,9 @@ class BlobPipeline:
         document = self._failure_document(claim, source, job, error.to_problem())
         document["quarantined"] = f"{self.settings.quarantine_container}/{quarantined}"
         await self._write_final(target, claim, document)
-        log.info("blob %s failed: %s", source["name"], error.detail)
-        return Outcome(source["name"], "failed", error.detail, target.blob_name, document)
+        detail = document["error"]["detail"]
+        log.info("blob %s failed: %s", source["name"], detail)
+        return Outcome(source["name"], "failed", detail, target.blob_name, document)
 
     async def _transient(self, target: BlobClient, claim: Claim, source: dict[str, Any], job: BlobJob | None,
                          error: Exception) -> Outcome:
@@ -325,8 +328,9 @@ class BlobPipeline:
             document = self._failure_document(claim, source, job, problem)
             document["error"]["detail"] += f" (gave up after {claim.attempts} attempts)"
             await self._write_final(target, claim, document)
-            log.warning("blob %s failed after %d attempts: %s", source["name"], claim.attempts, problem["detail"])
-            return Outcome(source["name"], "failed", problem["detail"], target.blob_name, document)
+            detail = document["error"]["detail"]
+            log.warning("blob %s failed: %s", source["name"], detail)
+            return Outcome(source["name"], "failed", detail, target.blob_name, document)
         document = {**self._failure_document(claim, source, job, problem), "status": "retrying"}
         try:
             await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
@@ -337,8 +341,9 @@ class BlobPipeline:
 
     def _failure_document(self, claim: Claim, source: dict[str, Any], job: BlobJob | None,
                           problem: dict[str, Any]) -> dict[str, Any]:
+        """The ``failed`` result; its error detail redacted, since readers of results are not admins."""
         return {
-            "status": "failed", "blob": source["name"], "error": dict(problem),
+            "status": "failed", "blob": source["name"], "error": {**problem, "detail": redact(problem["detail"])},
             "task": job.task if job else None, "prompt": job.options.prompt if job else None,
             "source": source, "attempts": claim.attempts, "created_at": claim.created_at,
             "completed_at": _now(), "result_version": RESULT_VERSION,

@@ -1,9 +1,18 @@
 """Run the blob pipeline without the Functions host: ``watch`` (poll) and ``process`` (backfill).
 
 Both call exactly the handler the blob trigger calls (:meth:`BlobPipeline.handle`), so a
-result is the same whoever produced it. Deciding what needs work uses listings only
-(result blobs carry ``source_etag`` and ``status`` as metadata), so a pass over a large
-container downloads nothing that is already done.
+result is the same whoever produced it.
+
+Memory and work per pass are bounded whatever the container holds, because ``watch`` polls
+every few seconds for as long as it runs:
+
+* listings are read a page at a time (``by_page``), never materialised whole;
+* what is known to be done is remembered as (result name, source ETag) in a bounded LRU
+  (:class:`SeenBlobs`), seeded once from a paged listing of the results container (result
+  blobs carry ``source_etag`` and ``status`` as metadata), so a later poll lists the inputs
+  and reads nothing else for blobs it has already seen;
+* a blob not seen costs one read of its result's properties, then the handler, both in a
+  fixed pool of ``concurrency`` workers fed through a bounded queue (no task per blob).
 
 Transient failures are retried with tenacity (exponential back-off); the result document
 counts attempts, so after ``VISION_MAX_ATTEMPTS`` the failure is recorded, never lost.
@@ -14,18 +23,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections import Counter
-from collections.abc import Iterator
+from collections import Counter, OrderedDict
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ResourceNotFoundError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
 from shared.blob.jobs import result_name
-from shared.blob.pipeline import BlobPipeline, Outcome, TransientFailure
+from shared.blob.pipeline import TERMINAL, BlobPipeline, Outcome, TransientFailure
+from shared.errors import describe
 
 log = logging.getLogger(__name__)
+
+#: Default size of the seen-set: (result name, ETag) pairs, a few MB at most.
+SEEN_LIMIT = 100_000
 
 
 @dataclass
@@ -44,17 +58,41 @@ class Summary:
         return text + (f", still retrying: {len(self.unresolved)}" if self.unresolved else "")
 
 
-def pending_blobs(pipeline: BlobPipeline, prefix: str | None = None, *, force: bool = False) -> Iterator[str]:
-    """Names of input blobs whose result is missing, stale or not final (all of them with ``force``)."""
-    pipeline.ensure_containers()
-    finished = {}
-    if not force:
-        for item in pipeline.results.list_blobs(name_starts_with=result_name(prefix, "") if prefix else None,
-                                                include=["metadata"]):
-            finished[item.name] = item.metadata or {}
-    for item in pipeline.inputs.list_blobs(name_starts_with=prefix or None):
-        if force or pipeline.needs_processing(item.name, item.etag, finished.get(result_name(item.name))):
-            yield item.name
+class SeenBlobs:
+    """(result name, source ETag) pairs whose result is final: an LRU of at most ``limit`` entries.
+
+    Forgetting is safe: a forgotten blob costs one more read of its result's properties.
+    """
+
+    def __init__(self, limit: int = SEEN_LIMIT) -> None:
+        self.limit = max(1, limit)
+        self._items: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    @staticmethod
+    def key(name: str, etag: Any) -> tuple[str, str]:
+        """The key of input blob ``name`` at ``etag`` (result metadata stores ETags unquoted)."""
+        return result_name(name), str(etag).strip('"')
+
+    def __contains__(self, key: object) -> bool:
+        if key in self._items:
+            self._items.move_to_end(key)  # type: ignore[arg-type]
+            return True
+        return False
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, key: tuple[str, str]) -> None:
+        self._items[key] = None
+        self._items.move_to_end(key)
+        while len(self._items) > self.limit:
+            self._items.popitem(last=False)
+
+
+def _next_page(pages: Iterator[Any]) -> list[Any] | None:
+    """The next page of a listing (one service call, at most a page of items in memory), or None at the end."""
+    page = next(pages, None)
+    return None if page is None else list(page)
 
 
 async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool = False,
@@ -66,7 +104,7 @@ async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool 
         wait=wait_exponential(multiplier=wait_seconds, max=max_wait_seconds),
         before_sleep=lambda state: log.info(
             "%s: retrying in %.1fs after %s", name, state.next_action.sleep if state.next_action else 0,
-            state.outcome.exception() if state.outcome else "?",
+            describe(state.outcome.exception()) if state.outcome and state.outcome.exception() else "?",
         ),
         reraise=True,
     )
@@ -76,41 +114,123 @@ async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool 
     raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or re-raises
 
 
+class Scanner:
+    """Passes over the input container, remembering across passes what is done (see module doc)."""
+
+    def __init__(self, pipeline: BlobPipeline, *, prefix: str | None = None, force: bool = False,
+                 concurrency: int = 4, wait_seconds: float = 1.0, seen_limit: int = SEEN_LIMIT,
+                 page_size: int | None = None) -> None:
+        self.pipeline = pipeline
+        self.prefix = prefix or None
+        self.force = force
+        self.concurrency = max(1, concurrency)
+        self.wait_seconds = wait_seconds
+        self.page_size = page_size
+        self.seen = SeenBlobs(seen_limit)
+        self._seeded = False
+
+    async def scan(self, *, progress: bool = False) -> Summary:
+        """One pass: page through the inputs, ``concurrency`` workers handle what is not done."""
+        await asyncio.to_thread(self.pipeline.ensure_containers)
+        if not self._seeded and not self.force:
+            await self._seed()
+        summary = Summary()
+        queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue(maxsize=self.concurrency)
+        bar = tqdm(unit="blob", disable=not progress, file=sys.stderr)
+
+        async def produce() -> None:
+            async for item in self._inputs():
+                await queue.put(item)
+            for _ in range(self.concurrency):
+                await queue.put(None)
+
+        async def work() -> None:
+            while (item := await queue.get()) is not None:
+                if await self._one(*item, summary):
+                    bar.update(1)
+
+        tasks = [asyncio.create_task(produce()), *(asyncio.create_task(work()) for _ in range(self.concurrency))]
+        try:
+            await asyncio.gather(*tasks)  # the first failure (a listing error) ends the pass
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            bar.close()
+        return summary
+
+    async def _pages(self, container: Any, **options: Any) -> AsyncIterator[Any]:
+        pages = container.list_blobs(results_per_page=self.page_size, **options).by_page()
+        while (page := await asyncio.to_thread(_next_page, pages)) is not None:
+            for item in page:
+                yield item
+
+    async def _inputs(self) -> AsyncIterator[tuple[str, Any]]:
+        async for item in self._pages(self.pipeline.inputs, name_starts_with=self.prefix):
+            yield item.name, item.etag
+
+    async def _seed(self) -> None:
+        """Remember the final results a paged listing shows (up to the limit): a first pass reads no result twice."""
+        start = result_name(self.prefix, "") if self.prefix else None
+        async for item in self._pages(self.pipeline.results, name_starts_with=start, include=["metadata"]):
+            metadata = item.metadata or {}
+            if metadata.get("status") in TERMINAL and metadata.get("source_etag"):
+                self.seen.add((item.name, metadata["source_etag"]))
+            if len(self.seen) >= self.seen.limit:
+                break
+        self._seeded = True
+
+    def _needs_work(self, name: str, etag: Any) -> bool:
+        """From the result's properties alone (one HEAD): missing, for another version, or not final."""
+        try:
+            properties = self.pipeline.results.get_blob_client(result_name(name)).get_blob_properties()
+        except ResourceNotFoundError:
+            return True
+        return self.pipeline.needs_processing(name, etag, properties.metadata or {})
+
+    async def _one(self, name: str, etag: Any, summary: Summary) -> bool:
+        """Handle one listed blob unless it is done; True when the handler ran."""
+        key = SeenBlobs.key(name, etag)
+        if not self.force:
+            if key in self.seen:
+                return False
+            try:
+                needed = await asyncio.to_thread(self._needs_work, name, etag)
+            except AzureError:
+                needed = True  # the handler decides (its claim is conditional) and its retries apply
+            if not needed:
+                self.seen.add(key)
+                return False
+        try:
+            outcome = await handle_with_retries(self.pipeline, name, force=self.force, wait_seconds=self.wait_seconds)
+        except (TransientFailure, AzureError) as exc:
+            log.warning("%s: still failing after retries: %s", name, describe(exc))
+            summary.unresolved.append(name)
+        else:
+            summary.add(outcome)
+            if outcome.status in TERMINAL:
+                self.seen.add(key)
+        return True
+
+
 async def process(pipeline: BlobPipeline, *, prefix: str | None = None, force: bool = False,
                   concurrency: int = 4, progress: bool = True, wait_seconds: float = 1.0) -> Summary:
     """Backfill: every unprocessed blob once, ``concurrency`` at a time, with a progress bar."""
-    names = await asyncio.to_thread(lambda: list(pending_blobs(pipeline, prefix, force=force)))
-    summary = Summary()
-    semaphore = asyncio.Semaphore(max(1, concurrency))
-    bar = tqdm(total=len(names), unit="blob", disable=not progress, file=sys.stderr)
-
-    async def one(name: str) -> None:
-        async with semaphore:
-            try:
-                outcome = await handle_with_retries(pipeline, name, force=force, wait_seconds=wait_seconds)
-            except (TransientFailure, AzureError) as exc:
-                log.warning("%s: still failing after retries: %s", name, exc)
-                summary.unresolved.append(name)
-            else:
-                summary.add(outcome)
-            bar.update(1)
-
-    try:
-        await asyncio.gather(*(one(name) for name in names))
-    finally:
-        bar.close()
-    return summary
+    scanner = Scanner(pipeline, prefix=prefix, force=force, concurrency=concurrency, wait_seconds=wait_seconds)
+    return await scanner.scan(progress=progress)
 
 
 async def watch(pipeline: BlobPipeline, *, interval: float, prefix: str | None = None, concurrency: int = 4,
-                iterations: int | None = None, wait_seconds: float = 1.0) -> Summary:
+                iterations: int | None = None, wait_seconds: float = 1.0, seen_limit: int = SEEN_LIMIT,
+                page_size: int | None = None) -> Summary:
     """Poll the input container every ``interval`` seconds; ``iterations`` bounds it (tests, cron)."""
+    scanner = Scanner(pipeline, prefix=prefix, concurrency=concurrency, wait_seconds=wait_seconds,
+                      seen_limit=seen_limit, page_size=page_size)
     total = Summary()
     count = 0
     while iterations is None or count < iterations:
         try:
-            summary = await process(pipeline, prefix=prefix, concurrency=concurrency, progress=False,
-                                    wait_seconds=wait_seconds)
+            summary = await scanner.scan()
         except AzureError as exc:  # storage down: say so and try again next round
             log.warning("watch: storage unavailable (%s); retrying in %ss", type(exc).__name__, interval)
         else:
