@@ -6,13 +6,13 @@ blob pipeline per process. Building lazily means a bad setting becomes a clear p
 response or failed delivery naming the setting, not a host that cannot start.
 
 Wiring lives here and only here (:func:`build_analyzer`, :func:`build_pipeline`,
-:func:`default_credential`), so the modules below never import the ones above them: the
+:class:`CredentialFactory`), so the modules below never import the ones above them: the
 analysis layer does not know which provider or storage it was given.
 """
 
 from __future__ import annotations
 
-import functools
+import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,9 +26,6 @@ from shared.storage import images_blob_service
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-CredentialFactory = Callable[[], "TokenCredential"]
-
-
 def default_credential() -> TokenCredential:
     """The Entra ID credential for keyless access to the model, the cache table and the images account.
 
@@ -41,14 +38,42 @@ def default_credential() -> TokenCredential:
     return DefaultAzureCredential()
 
 
+class CredentialFactory:
+    """Makes the keyless credential on first call and hands out that one ever after; :meth:`aclose` closes it.
+
+    A ``DefaultAzureCredential`` holds HTTP sessions (managed identity, the CLI's token
+    cache), so whoever makes it must close it: :class:`Services` owns one and closes it in
+    :meth:`Services.aclose`. Nothing is made, let alone imported, for key-based or offline runs.
+    """
+
+    def __init__(self, make: Callable[[], TokenCredential] = default_credential) -> None:
+        self._make = make
+        self._credential: TokenCredential | None = None
+
+    def __call__(self) -> TokenCredential:
+        if self._credential is None:
+            self._credential = self._make()
+        return self._credential
+
+    async def aclose(self) -> None:
+        """Close the credential if one was made (``aclose`` of async credentials, ``close`` of sync ones)."""
+        credential, self._credential = self._credential, None
+        if credential is None:
+            return
+        closer = getattr(credential, "aclose", None) or getattr(credential, "close", None)
+        if closer is not None and inspect.isawaitable(result := closer()):
+            await result
+
+
 def build_analyzer(settings: Settings, *, http_client: Any = None,
-                   credential: CredentialFactory | None = None) -> Analyzer:
+                   credential: Callable[[], TokenCredential] | None = None) -> Analyzer:
     """An :class:`Analyzer` wired from settings: the provider they name, the cache if enabled, the fallback.
 
-    ``credential`` makes the keyless credential when one is needed; by default one
-    :func:`default_credential`, made at most once and shared by the provider and the cache.
+    ``credential`` makes the keyless credential when one is needed, shared by the provider
+    and the cache; pass the owner's (:class:`Services` passes its own) so it gets closed.
+    Without one, a :class:`CredentialFactory` of this analyzer's own is used.
     """
-    credential = credential or functools.cache(default_credential)
+    credential = credential or CredentialFactory()
     cache = AnswerCache.from_settings(settings, credential=credential) if settings.cache_enabled else None
     fallback = None
     if settings.local_fallback != "off" and settings.model_provider is not None:
@@ -60,31 +85,27 @@ def build_analyzer(settings: Settings, *, http_client: Any = None,
 
 
 def build_pipeline(analyzer: Analyzer, settings: Settings, *,
-                   credential: CredentialFactory | None = None) -> BlobPipeline:
-    """The blob pipeline over the images account the settings name (keyless with ``credential``)."""
-    credential = credential or functools.cache(default_credential)
+                   credential: Callable[[], TokenCredential]) -> BlobPipeline:
+    """The blob pipeline over the images account the settings name (keyless with the owner's ``credential``)."""
     return BlobPipeline(analyzer, images_blob_service(settings, credential=credential), settings)
 
 
 class Services:
+    """One process's settings, credential, analyzer and pipeline; :meth:`aclose` closes what was made."""
+
     def __init__(self, settings: Settings | None = None, analyzer: Analyzer | None = None,
-                 pipeline: BlobPipeline | None = None) -> None:
+                 pipeline: BlobPipeline | None = None, *, credential: CredentialFactory | None = None) -> None:
         self._settings = settings
         self._analyzer = analyzer
         self._pipeline = pipeline
-        self._credential: TokenCredential | None = None
+        #: The process's one keyless credential, made on first use (the factory handed to the builders).
+        self.credential = credential or CredentialFactory()
 
     @property
     def settings(self) -> Settings:
         if self._settings is None:
             self._settings = load_settings()
         return self._settings
-
-    def credential(self) -> TokenCredential:
-        """The process's one keyless credential, made on first use (the factory handed to the builders)."""
-        if self._credential is None:
-            self._credential = default_credential()
-        return self._credential
 
     @property
     def analyzer(self) -> Analyzer:
@@ -98,8 +119,18 @@ class Services:
             self._pipeline = build_pipeline(self.analyzer, self.settings, credential=self.credential)
         return self._pipeline
 
+    async def __aenter__(self) -> Services:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
     async def aclose(self) -> None:
-        if self._analyzer is not None:
-            await self._analyzer.aclose()
-        if self._pipeline is not None:
-            self._pipeline.blob_service.close()
+        """Close the clients, then the credential they authenticate with (even if a client fails to close)."""
+        try:
+            if self._analyzer is not None:
+                await self._analyzer.aclose()
+            if self._pipeline is not None:
+                self._pipeline.blob_service.close()
+        finally:
+            await self.credential.aclose()
