@@ -8,6 +8,7 @@ a result blob that is not JSON, or not a result's shape, is a 502 ``/problems/re
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -126,7 +127,7 @@ def result_read_failures(name: str) -> Iterator[None]:
         code = getattr(exc, "error_code", None)
         why = f"{type(exc).__name__}{f' ({code})' if code else ''}"
         raise StorageUnavailable(f"the results container cannot be read: {why}", blob=name) from exc
-    except ValueError as exc:  # json.JSONDecodeError and UnicodeDecodeError
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # the blob's bytes, not our code
         raise ResultCorrupt(f"the result of {name!r} is not JSON: {type(exc).__name__}", blob=name) from exc
 
 
