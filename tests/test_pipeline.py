@@ -212,6 +212,25 @@ async def test_transient_failure_raises_then_recovers(env, aoai):
     assert pipeline.read_result("flaky.png")["attempts"] == 2
 
 
+async def test_throttling_is_waited_out_within_the_background_deadline_then_redelivered(env, aoai):
+    """A blob waits for the quota far longer than an HTTP caller, and past its deadline takes the transient path."""
+    pipeline = env.pipeline
+    upload(pipeline, "busy.png", distinct_png(11))
+    aoai.enqueue_many(Reply.throttled(retry_after_ms=20), times=3)  # short pauses: waited out, one delivery
+    outcome = await pipeline.handle(pipeline.blob_client("busy.png"))
+    assert outcome.status == "succeeded"
+    assert pipeline.read_result("busy.png")["attempts"] == 1
+    assert pipeline.read_result("busy.png")["call"]["throttled"] == 3
+
+    upload(pipeline, "later.png", distinct_png(12))
+    pipeline.settings = env.settings.replace(background_deadline_seconds=1.0)
+    aoai.enqueue(Reply.throttled(retry_after_ms=60_000))  # a pause longer than the deadline
+    with pytest.raises(TransientFailure):
+        await pipeline.handle(pipeline.blob_client("later.png"))
+    assert pipeline.read_result("later.png")["status"] == "retrying"
+    assert len([r for r in aoai.requests if r.status == 429]) == 4  # no call was made inside the pause
+
+
 async def test_after_the_last_attempt_the_failure_is_recorded(env, aoai):
     pipeline = env.pipeline
     pipeline.settings = env.settings.replace(max_attempts=2, local_fallback="off")

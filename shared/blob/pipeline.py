@@ -55,6 +55,7 @@ from shared.errors import (
     redact,
 )
 from shared.extraction import ExtractionFailed, extract
+from shared.quota.deadline import deadline_in
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,9 @@ class BlobPipeline:
             return Outcome(name, "skipped", "another delivery is processing it", target.blob_name)
         self._active.add(target.blob_name)
         try:
-            return await self._handle_claimed(blob, target, properties, source, force)
+            # A blob can wait minutes for its turn at the deployment's quota; past that it is redelivered.
+            with deadline_in(self.settings.background_deadline_seconds):
+                return await self._handle_claimed(blob, target, properties, source, force)
         finally:
             self._active.discard(target.blob_name)
 
