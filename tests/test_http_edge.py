@@ -85,6 +85,16 @@ async def test_token_failure_through_the_sdk_provider(make_settings, aoai):
     await provider.aclose()
 
 
+async def test_a_token_failure_never_repeats_a_secret_it_quotes(make_settings, aoai):
+    leaky = ClientAuthenticationError("ClientSecretCredential: AADSTS7000215 client_secret=s3cr3t-value is invalid")
+    provider = build_provider(keyless(make_settings), credential=lambda: NoTokenCredential(leaky))
+    with pytest.raises(ModelCredentialsError) as caught:
+        await provider.complete(VisionRequest(prompt="hi", images=(), max_tokens=10))
+    await provider.aclose()
+    assert "s3cr3t-value" not in caught.value.detail
+    assert "AADSTS7000215" in caught.value.detail
+
+
 async def test_value_and_type_errors_are_not_reported_as_not_json(make_settings, aoai):
     """A ValueError or TypeError is a bug, not a body that is not JSON: it surfaces as itself (a 500)."""
     for error in (ValueError("bad tenant id"), TypeError("unexpected keyword")):

@@ -32,6 +32,7 @@ from shared.errors import (
     ModelError,
     ModelThrottled,
     ModelUnavailable,
+    redact,
 )
 from shared.providers.base import Completion, Provider, Usage, VisionRequest
 from shared.quota.charge import estimate_charge
@@ -106,7 +107,7 @@ MAX_CREDENTIAL_MESSAGE_CHARS = 400
 def _credential_error(exc: ClientAuthenticationError, credential: str | None) -> ModelCredentialsError:
     """Which credential failed and azure-identity's own account of why (it never holds secrets), on one line."""
     name = credential or "the Entra ID credential"
-    reason = " ".join(str(exc.message or exc).split())[:MAX_CREDENTIAL_MESSAGE_CHARS]
+    reason = redact(" ".join(str(exc.message or exc).split()))[:MAX_CREDENTIAL_MESSAGE_CHARS]
     return ModelCredentialsError(
         f"{name} could not get a token for Azure OpenAI: {reason} -- check the Function's managed identity "
         "(AZURE_CLIENT_ID for a user-assigned one), 'az login' locally, or set AZURE_OPENAI_API_KEY",
