@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from shared.cli import blob as blob_cli
 from shared.cli.exit_codes import EXIT_FAILURES, EXIT_INPUT, EXIT_OK
 from shared.cli.main import main
 from shared.services import CredentialFactory, Services
+from tests.aoai_double import Reply
 
 
 class FakeCredential:
@@ -140,3 +142,41 @@ def test_result_wait_polls_until_the_result_is_final(blob_env, monkeypatch, caps
     monkeypatch.setattr(blob_cli, "RESULT_POLL_SECONDS", 0)
     assert main(["result", "p", "--wait", "600"]) == EXIT_OK
     assert reads == ["p"] * 4 and json.loads(capsys.readouterr().out)["status"] == "succeeded"
+
+
+class TokenCredential(FakeCredential):
+    """Hands out a token the model double accepts, and records being closed."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from azure.core.credentials import AccessToken
+
+        return AccessToken("entra-token", 4_102_444_800)
+
+
+@pytest.mark.parametrize("command", [["analyze"], ["extract", "invoice"], ["compare"], ["batch"]])
+def test_cli_model_commands_close_the_keyless_credential(command, aoai, corpus, tmp_path, monkeypatch, capsys):
+    """analyze, extract, compare and batch build their analyzer through Services, which closes its credential."""
+    made: list[TokenCredential] = []
+    monkeypatch.setattr("azure.identity.DefaultAzureCredential", lambda: made.append(TokenCredential()) or made[-1])
+    for name in [n for n in __import__("os").environ if n.startswith(("AZURE_OPENAI", "OPENAI_", "VISION_"))]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    for name, value in {"AZURE_OPENAI_ENDPOINT": aoai.endpoint, "AZURE_OPENAI_DEPLOYMENT": "gpt-4o",
+                        "VISION_CACHE_ENABLED": "false", "VISION_LOCAL_FALLBACK": "off"}.items():
+        monkeypatch.setenv(name, value)
+    image = str(corpus / "chelsea.png")
+    if command == ["compare"]:
+        args = [*command, image, str(corpus / "coffee.png"), "--prompt", "What differs?"]
+    elif command == ["batch"]:
+        folder = tmp_path / "in"
+        folder.mkdir()
+        (folder / "a.png").write_bytes((corpus / "chelsea.png").read_bytes())
+        args = [*command, str(folder), "--out", str(tmp_path / "out.jsonl"), "--quiet"]
+    else:
+        args = [*command, image]
+    if command[0] == "extract":  # a valid structured answer, from the extraction tests' fixture
+        invoice = (Path(__file__).parent / "fixtures" / "extraction" / "invoice.json").read_text()
+        aoai.enqueue(Reply.ok(invoice))
+    assert main(args) == EXIT_OK, capsys.readouterr().err
+    assert len(made) == 1 and made[0].closed == 1
+    assert aoai.requests and all(r.headers.get("authorization") == "Bearer entra-token" for r in aoai.requests)

@@ -15,7 +15,7 @@ from shared.cli.common import command
 from shared.cli.exit_codes import EXIT_FAILURES, EXIT_OK
 from shared.config import load_settings
 from shared.errors import InputError
-from shared.services import build_analyzer
+from shared.services import Services
 from shared.tasks import DEFAULT_PROMPT, DETAILS, TASKS
 
 
@@ -24,13 +24,14 @@ async def run(args: argparse.Namespace) -> int:
         raise InputError(f"--concurrency must be at least 1; got {args.concurrency}")
     options = AnalysisOptions(prompt=args.prompt, detail=args.detail, task=args.task,
                               max_tokens=parse_max_tokens(args.max_tokens))
-    analyzer = build_analyzer(load_settings())
+    services = Services(load_settings())
+    analyzer = services.analyzer
     try:
         summary = await run_batch(analyzer, Path(args.dir), Path(args.out), options,
                                   concurrency=args.concurrency, resume=args.resume, recursive=args.recursive,
                                   overwrite=args.overwrite, progress=not args.quiet)
     finally:
-        await analyzer.aclose()
+        await services.aclose()  # the analyzer, then the credential it used
     print(summary.line(), file=sys.stderr)
     if args.json_summary:
         print(json.dumps(asdict(summary)))

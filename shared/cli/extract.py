@@ -13,7 +13,7 @@ from shared.cli.exit_codes import EXIT_OK
 from shared.config import load_settings
 from shared.errors import InvalidParameter
 from shared.extraction import EXTRACTION_MAX_TOKENS, ExtractionFailed, extract
-from shared.services import build_analyzer
+from shared.services import Services
 from shared.tasks import DETAILS, EXTRACTION_KINDS
 
 
@@ -32,7 +32,8 @@ async def run_extract(args: argparse.Namespace) -> int:
         raise InvalidParameter("schema", "--schema FILE is required for 'extract schema'")
     schema = load_schema_file(args.schema) if args.schema else None
     data = read_file(args.image)
-    analyzer = build_analyzer(load_settings())
+    services = Services(load_settings())
+    analyzer = services.analyzer
     try:
         result = await extract(analyzer, data, args.kind, schema=schema, prompt=args.prompt, detail=args.detail,
                                max_tokens=parse_max_tokens(args.max_tokens))
@@ -41,7 +42,7 @@ async def run_extract(args: argparse.Namespace) -> int:
         print(f"raw reply:\n{exc.raw_reply}", file=sys.stderr)
         raise
     finally:
-        await analyzer.aclose()
+        await services.aclose()  # the analyzer, then the credential it used
     print_json(result if args.json else result["data"])
     if not args.json:
         for warning in result["warnings"]:

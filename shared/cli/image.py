@@ -13,21 +13,22 @@ from shared.analysis import AnalysisOptions, parse_max_tokens
 from shared.cli.common import command, print_json, read_file
 from shared.cli.exit_codes import EXIT_OK
 from shared.config import load_settings
-from shared.services import build_analyzer
+from shared.services import Services
 from shared.tasks import DEFAULT_PROMPT, DETAILS, TASKS
 from shared.tokens import estimate_cost
 
 
 async def analyze(args: argparse.Namespace) -> int:
     settings = load_settings()
-    analyzer = build_analyzer(settings)
+    services = Services(settings)
+    analyzer = services.analyzer
     try:
         options = AnalysisOptions(
             prompt=args.prompt, detail=args.detail, task=args.task, max_tokens=parse_max_tokens(args.max_tokens)
         )
         result = await analyzer.analyze(read_file(args.image), options)
     finally:
-        await analyzer.aclose()
+        await services.aclose()  # the analyzer, then the credential it used
     if args.json:
         print_json(result)
     else:
@@ -38,13 +39,14 @@ async def analyze(args: argparse.Namespace) -> int:
 async def prepare(args: argparse.Namespace) -> int:
     """What ``analyze`` would send, prepared exactly as it would be (the provider's preferences included)."""
     settings = load_settings()
-    analyzer = build_analyzer(settings.replace(cache_enabled=False))  # no model call, no cache lookup
+    services = Services(settings.replace(cache_enabled=False))  # no model call, no cache lookup
+    analyzer = services.analyzer
     try:
         data = read_file(args.image)
         model = args.model or settings.estimation_model
         prepared = await analyzer.prepare(data, args.detail, args.task, model=model)
     finally:
-        await analyzer.aclose()
+        await services.aclose()  # the analyzer, then the credential it used
     cost = estimate_cost(prepared.estimated_tokens, 0, model, analyzer.model_overrides)
     report = {
         "file": args.image,

@@ -13,7 +13,7 @@ from shared.cli.common import command, print_json, read_file
 from shared.cli.exit_codes import EXIT_OK
 from shared.config import load_settings
 from shared.multi import COMPARE_PROMPT, compare, labels, sequence
-from shared.services import build_analyzer
+from shared.services import Services
 from shared.tasks import DEFAULT_PROMPT, DETAILS
 
 SYNTHESIS_SECTIONS = (("common_themes", "Common themes"), ("changes", "Changes"),
@@ -22,12 +22,13 @@ SYNTHESIS_SECTIONS = (("common_themes", "Common themes"), ("changes", "Changes")
 
 async def run_compare(args: argparse.Namespace) -> int:
     images = [read_file(path) for path in args.images]
-    analyzer = build_analyzer(load_settings())
+    services = Services(load_settings())
+    analyzer = services.analyzer
     try:
         result = await compare(analyzer, images, prompt=args.prompt, detail=args.detail,
                                max_tokens=parse_max_tokens(args.max_tokens))
     finally:
-        await analyzer.aclose()
+        await services.aclose()  # the analyzer, then the credential it used
     if args.json:
         print_json(result)
     else:
@@ -40,12 +41,13 @@ async def run_compare(args: argparse.Namespace) -> int:
 
 async def run_sequence(args: argparse.Namespace) -> int:
     images = [read_file(path) for path in args.images]
-    analyzer = build_analyzer(load_settings())
+    services = Services(load_settings())
+    analyzer = services.analyzer
     try:
         result = await sequence(analyzer, images, prompt=args.prompt, detail=args.detail,
                                 max_tokens=parse_max_tokens(args.max_tokens))
     finally:
-        await analyzer.aclose()
+        await services.aclose()  # the analyzer, then the credential it used
     if args.json:
         print_json(result)
         return EXIT_OK
