@@ -280,3 +280,23 @@ def fresh_quota_limiters():
     forget_process_limiters()
     yield
     forget_process_limiters()
+
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def png_bytes(corpus) -> bytes:
+    """A small real PNG (the corpus's chelsea.png) for the HTTP tests."""
+    return (corpus / "chelsea.png").read_bytes()
+
+
+def assert_problem(response, status: int, type_: str) -> dict:
+    """An RFC 9457 problem document of this status and type, with a title and a detail; the body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body = response.json()
+    assert body["status"] == status
+    assert body["type"] == type_
+    assert body["title"] and body["detail"]
+    return body

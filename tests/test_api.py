@@ -9,24 +9,7 @@ import pytest
 from PIL import Image
 
 from tests.aoai_double import Reply
-from tests.conftest import encode
-
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def png_bytes(corpus) -> bytes:
-    return (corpus / "chelsea.png").read_bytes()
-
-
-def assert_problem(response, status: int, type_: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status
-    assert body["type"] == type_
-    assert body["title"] and body["detail"]
-    return body
+from tests.conftest import assert_problem, encode
 
 
 async def test_analyze_multipart_returns_the_documented_fields(make_settings, make_client, aoai, png_bytes):

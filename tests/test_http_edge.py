@@ -19,21 +19,7 @@ from shared.providers.factory import build_provider
 from shared.services import Services, build_analyzer
 from tests.aoai_double import Reply
 from tests.azurite import free_port
-
-PROBLEM = "application/problem+json"
-
-
-@pytest.fixture
-def png_bytes(corpus) -> bytes:
-    return (corpus / "chelsea.png").read_bytes()
-
-
-def assert_problem(response, status: int, type_: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body = response.json()
-    assert body["status"] == status and body["type"] == type_ and body["title"] and body["detail"]
-    return body
+from tests.conftest import assert_problem
 
 
 class NoTokenCredential:

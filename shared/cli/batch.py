@@ -24,14 +24,10 @@ async def run(args: argparse.Namespace) -> int:
         raise InputError(f"--concurrency must be at least 1; got {args.concurrency}")
     options = AnalysisOptions(prompt=args.prompt, detail=args.detail, task=args.task,
                               max_tokens=parse_max_tokens(args.max_tokens))
-    services = Services(load_settings())
-    analyzer = services.analyzer
-    try:
-        summary = await run_batch(analyzer, Path(args.dir), Path(args.out), options,
+    async with Services(load_settings()) as services:  # closes the analyzer, then its credential
+        summary = await run_batch(services.analyzer, Path(args.dir), Path(args.out), options,
                                   concurrency=args.concurrency, resume=args.resume, recursive=args.recursive,
                                   overwrite=args.overwrite, progress=not args.quiet)
-    finally:
-        await services.aclose()  # the analyzer, then the credential it used
     print(summary.line(), file=sys.stderr)
     if args.json_summary:
         print(json.dumps(asdict(summary)))

@@ -32,17 +32,14 @@ async def run_extract(args: argparse.Namespace) -> int:
         raise InvalidParameter("schema", "--schema FILE is required for 'extract schema'")
     schema = load_schema_file(args.schema) if args.schema else None
     data = read_file(args.image)
-    services = Services(load_settings())
-    analyzer = services.analyzer
     try:
-        result = await extract(analyzer, data, args.kind, schema=schema, prompt=args.prompt, detail=args.detail,
-                               max_tokens=parse_max_tokens(args.max_tokens))
+        async with Services(load_settings()) as services:  # closes the analyzer, then its credential
+            result = await extract(services.analyzer, data, args.kind, schema=schema, prompt=args.prompt,
+                                   detail=args.detail, max_tokens=parse_max_tokens(args.max_tokens))
     except ExtractionFailed as exc:
         print("validation errors:\n" + "\n".join(f"  {e}" for e in exc.errors), file=sys.stderr)
         print(f"raw reply:\n{exc.raw_reply}", file=sys.stderr)
         raise
-    finally:
-        await services.aclose()  # the analyzer, then the credential it used
     print_json(result if args.json else result["data"])
     if not args.json:
         for warning in result["warnings"]:

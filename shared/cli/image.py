@@ -19,16 +19,11 @@ from shared.tokens import estimate_cost
 
 
 async def analyze(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    services = Services(settings)
-    analyzer = services.analyzer
-    try:
-        options = AnalysisOptions(
-            prompt=args.prompt, detail=args.detail, task=args.task, max_tokens=parse_max_tokens(args.max_tokens)
-        )
-        result = await analyzer.analyze(read_file(args.image), options)
-    finally:
-        await services.aclose()  # the analyzer, then the credential it used
+    options = AnalysisOptions(
+        prompt=args.prompt, detail=args.detail, task=args.task, max_tokens=parse_max_tokens(args.max_tokens)
+    )
+    async with Services(load_settings()) as services:  # closes the analyzer, then its credential
+        result = await services.analyzer.analyze(read_file(args.image), options)
     if args.json:
         print_json(result)
     else:
@@ -39,14 +34,11 @@ async def analyze(args: argparse.Namespace) -> int:
 async def prepare(args: argparse.Namespace) -> int:
     """What ``analyze`` would send, prepared exactly as it would be (the provider's preferences included)."""
     settings = load_settings()
-    services = Services(settings.replace(cache_enabled=False))  # no model call, no cache lookup
-    analyzer = services.analyzer
-    try:
-        data = read_file(args.image)
-        model = args.model or settings.estimation_model
+    data = read_file(args.image)
+    model = args.model or settings.estimation_model
+    async with Services(settings.replace(cache_enabled=False)) as services:  # no model call, no cache lookup
+        analyzer = services.analyzer
         prepared = await analyzer.prepare(data, args.detail, args.task, model=model)
-    finally:
-        await services.aclose()  # the analyzer, then the credential it used
     cost = estimate_cost(prepared.estimated_tokens, 0, model, analyzer.model_overrides)
     report = {
         "file": args.image,

@@ -22,13 +22,9 @@ SYNTHESIS_SECTIONS = (("common_themes", "Common themes"), ("changes", "Changes")
 
 async def run_compare(args: argparse.Namespace) -> int:
     images = [read_file(path) for path in args.images]
-    services = Services(load_settings())
-    analyzer = services.analyzer
-    try:
-        result = await compare(analyzer, images, prompt=args.prompt, detail=args.detail,
+    async with Services(load_settings()) as services:  # closes the analyzer, then its credential
+        result = await compare(services.analyzer, images, prompt=args.prompt, detail=args.detail,
                                max_tokens=parse_max_tokens(args.max_tokens))
-    finally:
-        await services.aclose()  # the analyzer, then the credential it used
     if args.json:
         print_json(result)
     else:
@@ -41,13 +37,9 @@ async def run_compare(args: argparse.Namespace) -> int:
 
 async def run_sequence(args: argparse.Namespace) -> int:
     images = [read_file(path) for path in args.images]
-    services = Services(load_settings())
-    analyzer = services.analyzer
-    try:
-        result = await sequence(analyzer, images, prompt=args.prompt, detail=args.detail,
+    async with Services(load_settings()) as services:  # closes the analyzer, then its credential
+        result = await sequence(services.analyzer, images, prompt=args.prompt, detail=args.detail,
                                 max_tokens=parse_max_tokens(args.max_tokens))
-    finally:
-        await services.aclose()  # the analyzer, then the credential it used
     if args.json:
         print_json(result)
         return EXIT_OK

@@ -191,9 +191,6 @@ class Limiter:
         self._sleep = sleep
         self._deployments: dict[str, DeploymentLimiter] = {}
 
-    def clock(self) -> float:
-        return self._clock()
-
     def deployment(self, name: str) -> DeploymentLimiter:
         if name not in self._deployments:
             self._deployments[name] = DeploymentLimiter(name, tpm=self.tpm, rpm=self.rpm,
