@@ -81,6 +81,22 @@ def parse_max_tokens(value: str | int | None) -> int | None:
         raise InvalidParameter("max_tokens", f"must be a whole number; got {value!r}") from None
 
 
+@dataclass(frozen=True)
+class AnswerKey:
+    """The cache key of one request, and how to key the same request answered by another deployment."""
+
+    value: str
+    deployment: str
+    #: (deployment, engine) -> key; engine is what answers there (the deployment, or the model's name).
+    _make: Callable[[str, str], str]
+
+    def answered_by(self, deployment: str | None) -> str:
+        """The key an answer from ``deployment`` is stored under: this one for the primary, its own otherwise."""
+        if not deployment or deployment == self.deployment:
+            return self.value
+        return self._make(deployment, deployment)
+
+
 class Analyzer:
     """Holds the long-lived parts (settings, provider, cache) and analyses images with them.
 
@@ -150,19 +166,22 @@ class Analyzer:
         if not data:
             raise UnsupportedImage("the request holds no image bytes")
 
-    def key_for(self, data: bytes, options: AnalysisOptions, **extra: str) -> str:
-        """The cache key: raw bytes plus everything that changes the answer (no decoding)."""
-        return cache_key(
-            data,
-            deployment=self.settings.deployment_name or "",
-            prompt=options.prompt,
-            detail=options.detail or "",
-            max_tokens=options.max_tokens,
-            extra={"task": options.task or "", "provider": self.provider.name, "engine": self.provider.model,
-                   **extra},
-        )
+    def key_for(self, data: bytes, options: AnalysisOptions, **extra: str) -> AnswerKey:
+        """The cache key: raw bytes plus everything that changes the answer (no decoding).
 
-    async def cached(self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        Keyed under the primary deployment; an answer a fallback deployment gave is stored under that
+        deployment's key instead (:meth:`AnswerKey.answered_by`), so it is never served as the primary's.
+        """
+        def key(deployment: str, engine: str) -> str:
+            return cache_key(data, deployment=deployment, prompt=options.prompt, detail=options.detail or "",
+                             max_tokens=options.max_tokens,
+                             extra={"task": options.task or "", "provider": self.provider.name, "engine": engine,
+                                    **extra})
+
+        primary = self.settings.deployment_name or ""
+        return AnswerKey(key(primary, self.provider.model), primary, key)
+
+    async def cached(self, key: AnswerKey, compute: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         """``compute()`` at most once per key: served from the cache, or shared with a call in flight.
 
         Only successes are stored: an exception from ``compute`` propagates and nothing is cached.
@@ -173,21 +192,21 @@ class Analyzer:
         alone, while the others sharing the key still get the answer, and it is cached even if every
         caller left, so their retry costs nothing. :meth:`aclose` cancels what is still running.
         """
-        stored = await self._cache_get(key)
+        stored = await self._cache_get(key.value)
         if stored is not None:
             return {**stored, "cached": True}
-        task = self._in_flight.get(key)
+        task = self._in_flight.get(key.value)
         if task is None:
-            task = asyncio.create_task(self._compute_and_store(key, compute), name=f"analysis {key[:16]}")
-            self._in_flight[key] = task
-            task.add_done_callback(functools.partial(self._forget, key))
+            task = asyncio.create_task(self._compute_and_store(key, compute), name=f"analysis {key.value[:16]}")
+            self._in_flight[key.value] = task
+            task.add_done_callback(functools.partial(self._forget, key.value))
         return dict(await asyncio.shield(task))
 
-    async def _compute_and_store(self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]
+    async def _compute_and_store(self, key: AnswerKey, compute: Callable[[], Awaitable[dict[str, Any]]]
                                  ) -> dict[str, Any]:
         result = {**(await compute()), "cached": False}
         if not result.get("degraded"):  # a stand-in answer must not stick once the model is back
-            await self._cache_put(key, result)
+            await self._cache_put(key.answered_by(result.get("deployment")), result)
         return result
 
     @property
@@ -225,8 +244,9 @@ class Analyzer:
             model_overrides=self.model_overrides,
         )
 
-    def estimate_cost(self, usage: Usage) -> float:
-        spec = get_model_spec(self.settings.estimation_model, self.model_overrides)
+    def estimate_cost(self, usage: Usage, model: str | None = None) -> float:
+        """USD for ``usage`` at ``model``'s prices (default: the model the settings name)."""
+        spec = get_model_spec(model or self.settings.estimation_model, self.model_overrides)
         cost = estimate_cost(usage.prompt_tokens, usage.completion_tokens, spec.name, self.model_overrides)
         return round(cost, 6)
 
@@ -237,14 +257,14 @@ class Analyzer:
         return {
             "analysis": completion.text,
             "model": completion.model,
-            "deployment": self.settings.deployment_name,
+            "deployment": completion.deployment or self.settings.deployment_name,
             "provider": self.provider.name,
             "detail": prepared.detail,
             "task": task,
             "cached": False,
             "finish_reason": completion.finish_reason,
             "usage": completion.usage.as_dict(),
-            "estimated_cost_usd": self.estimate_cost(completion.usage),
+            "estimated_cost_usd": self.estimate_cost(completion.usage, completion.pricing_model),
             "image": image_info(prepared, data),
             **({"call": completion.call} if completion.call else {}),
         }

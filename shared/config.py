@@ -12,6 +12,7 @@ CI and a developer's shell can all override the file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -21,101 +22,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from shared.errors import ConfigError
-
-DEFAULT_API_VERSION = "2024-10-21"
-MB = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One documented setting: the README table and ``--help`` are generated from these."""
-
-    name: str
-    default: str | None
-    help: str
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("AZURE_OPENAI_ENDPOINT", None, "Azure OpenAI resource endpoint, https://<name>.openai.azure.com"),
-    Setting("AZURE_OPENAI_API_KEY", None,
-            "Key for local work only; when absent, Entra ID (DefaultAzureCredential) is used"),
-    Setting("AZURE_OPENAI_DEPLOYMENT", None, "Deployment name of a vision model (required with an endpoint)"),
-    Setting("AZURE_OPENAI_API_VERSION", DEFAULT_API_VERSION, "Azure OpenAI data-plane api-version"),
-    Setting("AZURE_OPENAI_MODEL", "gpt-4o",
-            "Model behind the deployment, for token and cost estimates (gpt-4o, gpt-4o-mini, gpt-4.1-mini...)"),
-    Setting("OPENAI_BASE_URL", None,
-            "OpenAI-compatible server instead of Azure (OpenAI, Ollama, vLLM), e.g. http://localhost:11434/v1"),
-    Setting("OPENAI_API_KEY", None, "Key for OPENAI_BASE_URL (servers that need none accept any value)"),
-    Setting("OPENAI_MODEL", None, "Model name sent to OPENAI_BASE_URL (required with it)"),
-    Setting("VISION_PROVIDER", "auto",
-            "auto (Azure OpenAI if configured, else OPENAI_BASE_URL, else local), azure_openai, "
-            "openai_compatible, local (offline OCR engine) or none"),
-    Setting("VISION_LOCAL_FALLBACK", "pipeline",
-            "When the model service is still unreachable after its retries, let the local engine answer "
-            "(marked degraded): off, pipeline (blob flow only, on its last attempt) or all (HTTP too)"),
-    Setting("AzureWebJobsStorage", None,
-            "Storage connection string (UseDevelopmentStorage=true for Azurite); the Functions host needs it too"),
-    Setting("AzureWebJobsStorage__accountName", None,
-            "Keyless host storage (Azure): the account the cache and the images default to"),
-    Setting("AzureWebJobsStorage__tableServiceUri", None,
-            "Keyless alternative to AzureWebJobsStorage for the cache: https://<account>.table.core.windows.net"),
-    Setting("VISION_CACHE_ENABLED", "true", "Cache answers in Table Storage (true/false)"),
-    Setting("VISION_CACHE_TABLE", "visioncache", "Table holding cached answers"),
-    Setting("VISION_CACHE_CONTAINER", "vision-cache", "Blob container for cached answers too big for a table entity"),
-    Setting("VISION_CACHE_TTL_SECONDS", "604800", "How long a cached answer is served (default 7 days)"),
-    Setting("VISION_MAX_IMAGE_BYTES", str(20 * MB), "Largest accepted upload in bytes (default 20 MiB)"),
-    Setting("VISION_MAX_IMAGE_PIXELS", "50000000", "Largest accepted image in pixels, checked before decoding"),
-    Setting("VISION_MAX_OUTPUT_TOKENS", "4096", "Upper bound accepted for max_tokens"),
-    Setting("VISION_DEFAULT_MAX_TOKENS", "1000", "max_tokens when the caller gives none"),
-    Setting("VISION_MODEL_TIMEOUT_SECONDS", "60", "Timeout of one model call"),
-    Setting("VISION_MODEL_MAX_RETRIES", "2",
-            "Retries of a model call after a 5xx, timeout or connection failure (throttling is waited out "
-            "until the deadline instead)"),
-    Setting("VISION_JPEG_QUALITY", "85", "JPEG quality of the image sent to the model"),
-    Setting("VISION_MODEL_TABLE", None, "JSON object adding or overriding models in the token/price table"),
-    Setting("VISION_MAX_IMAGES", "10", "Most images in one compare or sequence request (Azure documents 10)"),
-    Setting("VISION_MAX_TOTAL_BYTES", str(50 * MB), "Largest total upload of a multi-image request in bytes"),
-    Setting("VISION_MAX_IMAGE_TOKENS", "20000", "Most estimated image tokens in one multi-image request"),
-    Setting("VISION_IMAGES_STORAGE", None,
-            "Connection string of the images account (blob pipeline); defaults to AzureWebJobsStorage"),
-    Setting("VISION_IMAGES_STORAGE__blobServiceUri", None,
-            "Keyless alternative to VISION_IMAGES_STORAGE: https://<account>.blob.core.windows.net"),
-    Setting("VISION_INPUT_CONTAINER", "images", "Container the blob pipeline watches"),
-    Setting("VISION_RESULTS_CONTAINER", "results", "Container receiving <same path>.json results"),
-    Setting("VISION_QUARANTINE_CONTAINER", "quarantine", "Container receiving copies of refused images"),
-    Setting("VISION_SCHEMAS_CONTAINER", "schemas",
-            "Container of JSON Schemas that blob metadata 'schema' points to (extraction in the blob flow)"),
-    Setting("VISION_BLOB_SOURCE", "EventGrid",
-            "Blob trigger source: EventGrid (Flex Consumption) or LogsAndContainerScan"),
-    Setting("VISION_MAX_ATTEMPTS", "5",
-            "Deliveries of one blob before a transient failure is recorded as failed (= poisonBlobThreshold)"),
-    Setting("VISION_CLAIM_SECONDS", "600", "How long a blob being processed is left to the delivery working on it"),
-    Setting("VISION_WATCH_INTERVAL_SECONDS", "5", "Polling interval of python -m shared watch"),
-    Setting("VISION_TPM_LIMIT", None,
-            "Tokens per minute of the model deployment's quota (empty: learnt from the service's "
-            "x-ratelimit-remaining-tokens); calls are paced to it"),
-    Setting("VISION_RPM_LIMIT", None,
-            "Requests per minute of the deployment (empty: 6 per 1,000 TPM, as Azure assigns)"),
-    Setting("VISION_INSTANCES", "1",
-            "Processes sharing the deployment (set it to maximumInstanceCount); each paces to its share of the quota"),
-    Setting("VISION_HTTP_DEADLINE_SECONDS", "30",
-            "How long an HTTP request waits for its turn at the quota before a 429 with Retry-After"),
-    Setting("VISION_BACKGROUND_DEADLINE_SECONDS", "300",
-            "How long a blob, batch or watch item waits for its turn at the quota before it is redelivered"),
+from shared.settings_table import (  # noqa: F401 - re-exported: the settings' one home
+    DEFAULT_API_VERSION,
+    DEFAULTS,
+    MB,
+    SETTING_NAMES,
+    SETTINGS,
+    UNSET_IN_AZURE,
+    Setting,
 )
-SETTING_NAMES = frozenset(s.name for s in SETTINGS)
-# Settings the Azure deployment (infra/) deliberately leaves unset. Keys and connection strings are for
-# local work only (in Azure every connection is Entra ID: the __accountName / __blobServiceUri forms), the
-# OpenAI-compatible server is an alternative to Azure OpenAI, the model table is an optional override, and
-# the RPM limit follows from the TPM limit Bicep sets (6 per 1,000 TPM).
-# Every other setting is either set by infra/app/function.bicep or has a default here; tests/test_infra.py
-# holds the templates to that.
-UNSET_IN_AZURE = frozenset({
-    "AZURE_OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL",
-    "AzureWebJobsStorage", "AzureWebJobsStorage__tableServiceUri", "VISION_IMAGES_STORAGE", "VISION_MODEL_TABLE",
-    "VISION_RPM_LIMIT",
-})
-DEFAULTS: dict[str, str | None] = {s.name: s.default for s in SETTINGS}
 
 
 def _truthy(name: str, value: str) -> bool:
@@ -155,6 +70,44 @@ def _url(name: str, value: str) -> str:
     if parsed.scheme not in {"http", "https"} or not parsed.netloc:
         raise ConfigError(name, f"expected an http(s) URL, got {value!r}")
     return value.rstrip("/")
+
+
+def _positive_amount(name: str, value: str) -> float:
+    try:
+        amount = float(value)
+    except ValueError:
+        raise ConfigError(name, f"expected an amount such as 25 or 7.50, got {value!r}") from None
+    if not math.isfinite(amount) or amount <= 0:
+        raise ConfigError(name, f"must be a positive amount, got {value!r}")
+    return amount
+
+
+def _table_name(name: str, value: str) -> str:
+    """Table names: 3-63 letters and digits, not starting with a digit."""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{2,62}", value):
+        raise ConfigError(name, f"{value!r} is not a valid table name (3-63 letters and digits, first a letter)")
+    return value
+
+
+_DEPLOYMENT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _fallbacks(value: str | None) -> tuple[tuple[str, str | None], ...]:
+    """``VISION_FALLBACK_DEPLOYMENTS``: ``name`` or ``name@https://endpoint``, comma-separated, in order."""
+    entries: list[tuple[str, str | None]] = []
+    for raw in (value or "").split(","):
+        item = raw.strip()
+        if not item:
+            continue
+        name, _, endpoint = item.partition("@")
+        name = name.strip()
+        if not _DEPLOYMENT_NAME.match(name):
+            raise ConfigError("VISION_FALLBACK_DEPLOYMENTS", f"{name!r} is not a deployment name")
+        entry = (name, _url("VISION_FALLBACK_DEPLOYMENTS", endpoint.strip()) if endpoint else None)
+        if entry in entries:
+            raise ConfigError("VISION_FALLBACK_DEPLOYMENTS", f"{item!r} is listed twice")
+        entries.append(entry)
+    return tuple(entries)
 
 
 @dataclass(frozen=True)
@@ -203,6 +156,13 @@ class Settings:
     instances: int = 1
     http_deadline_seconds: float = 30.0
     background_deadline_seconds: float = 300.0
+    connect_timeout_seconds: float = 5.0
+    #: (deployment, endpoint or None for the primary's), in the order they are tried after the primary.
+    fallback_deployments: tuple[tuple[str, str | None], ...] = ()
+    breaker_failures: int = 5
+    breaker_cooldown_seconds: float = 30.0
+    daily_budget_usd: float | None = None
+    budget_table: str = "visionbudget"
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, str]) -> Settings:
@@ -278,7 +238,16 @@ class Settings:
         elif account and not get("VISION_IMAGES_STORAGE") and not get("AzureWebJobsStorage"):
             blob_uri = f"https://{account}.blob.core.windows.net"
         tpm_limit, rpm_limit = get("VISION_TPM_LIMIT"), get("VISION_RPM_LIMIT")
+        budget = get("VISION_DAILY_BUDGET_USD")
         return cls(
+            connect_timeout_seconds=float(
+                _positive_int("VISION_CONNECT_TIMEOUT_SECONDS", get("VISION_CONNECT_TIMEOUT_SECONDS"))),
+            fallback_deployments=_fallbacks(get("VISION_FALLBACK_DEPLOYMENTS")),
+            breaker_failures=_positive_int("VISION_BREAKER_FAILURES", get("VISION_BREAKER_FAILURES")),
+            breaker_cooldown_seconds=float(
+                _positive_int("VISION_BREAKER_COOLDOWN_SECONDS", get("VISION_BREAKER_COOLDOWN_SECONDS"))),
+            daily_budget_usd=_positive_amount("VISION_DAILY_BUDGET_USD", budget) if budget else None,
+            budget_table=_table_name("VISION_BUDGET_TABLE", get("VISION_BUDGET_TABLE")),
             provider=provider,
             local_fallback=fallback,
             tpm_limit=_positive_int("VISION_TPM_LIMIT", tpm_limit) if tpm_limit else None,

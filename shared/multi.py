@@ -175,12 +175,14 @@ async def compare(analyzer: Analyzer, images: list[bytes], prompt: str | None = 
         shown = [{"index": k, "label": names[k - 1], "detail": p.detail, **image_info(p, images[k - 1])}
                  for k, p in enumerate(prepared, 1)]
         return {
-            "analysis": completion.text, "model": completion.model, "deployment": analyzer.settings.deployment_name,
+            "analysis": completion.text, "model": completion.model,
+            "deployment": completion.deployment or analyzer.settings.deployment_name,
             "provider": analyzer.provider.name, "finish_reason": completion.finish_reason, "images": shown,
             "totals": {"images": len(images), "bytes": sum(len(d) for d in images),
                        "sent_bytes": sum(len(p.data) for p in prepared),
                        "estimated_image_tokens": sum(p.estimated_tokens for p in prepared)},
-            "usage": completion.usage.as_dict(), "estimated_cost_usd": analyzer.estimate_cost(completion.usage),
+            "usage": completion.usage.as_dict(),
+            "estimated_cost_usd": analyzer.estimate_cost(completion.usage, completion.pricing_model),
         }
 
     result = await analyzer.cached(key, compute)
@@ -221,7 +223,9 @@ async def sequence(analyzer: Analyzer, images: list[bytes], prompt: str | None =
         reply = await ask_structured(analyzer, request, pydantic_check(Synthesis))
         usage = reply.completion.usage
         return {"synthesis": reply.value.model_dump(), "attempts": reply.attempts, "model": reply.completion.model,
-                "usage": usage.as_dict(), "estimated_cost_usd": analyzer.estimate_cost(usage)}
+                "deployment": reply.completion.deployment or analyzer.settings.deployment_name,
+                "usage": usage.as_dict(),
+                "estimated_cost_usd": analyzer.estimate_cost(usage, reply.completion.pricing_model)}
 
     synthesis = await analyzer.cached(key, compute)
     parts = [*analyses, synthesis]
@@ -229,7 +233,7 @@ async def sequence(analyzer: Analyzer, images: list[bytes], prompt: str | None =
     return {
         "images": analyses, "synthesis": synthesis["synthesis"],
         "synthesis_meta": {k: synthesis[k] for k in ("attempts", "model", "usage", "estimated_cost_usd", "cached")},
-        "model": synthesis["model"], "deployment": analyzer.settings.deployment_name,
+        "model": synthesis["model"], "deployment": synthesis.get("deployment") or analyzer.settings.deployment_name,
         "provider": analyzer.provider.name, "usage": usage.as_dict(),
         "estimated_cost_usd": round(sum(p["estimated_cost_usd"] for p in parts), 6),
         "cached": all(p["cached"] for p in parts), "latency_ms": _elapsed_ms(started),

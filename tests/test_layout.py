@@ -20,7 +20,8 @@ PACKAGE = REPO / "shared"
 
 #: Bottom to top. A module may import its own layer and the ones below, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.config", "shared.tokens", "shared.imaging")),
+    ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.settings_table", "shared.config",
+                    "shared.tokens", "shared.imaging")),
     ("parts", ("shared.providers", "shared.offline", "shared.cache", "shared.storage", "shared.schemas",
                "shared.schema_safety", "shared.quota")),
     ("services", ("shared.analysis", "shared.extraction", "shared.multi", "shared.batch", "shared.blob.jobs",

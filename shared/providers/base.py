@@ -69,6 +69,10 @@ class Completion:
     #: What the call took besides the answer: the quota charge estimated before it, attempts,
     #: throttled answers and seconds waited for admission (:class:`shared.quota.retry.CallStats`).
     call: dict[str, Any] = field(default_factory=dict)
+    #: Which deployment answered (a fallback may stand in for the primary); None: the settings' one.
+    deployment: str | None = None
+    #: The model whose prices and token rules apply to this answer; None: the settings' estimation model.
+    pricing_model: str | None = None
 
 
 class Provider(abc.ABC):

@@ -168,10 +168,13 @@ class OpenAIChatProvider(Provider):
 
     def __init__(self, client: openai.AsyncOpenAI, *, model: str, deployment: str | None = None,
                  credential: str | None = None, limiter: DeploymentLimiter | None = None,
-                 max_retries: int = 2, default_deadline_seconds: float = 30.0) -> None:
+                 max_retries: int = 2, default_deadline_seconds: float = 30.0,
+                 pricing_model: str | None = None) -> None:
         self._client = client
         self._model = model
         self._deployment = deployment or model
+        #: The model this deployment runs, for prices and token rules (None: the settings' estimation model).
+        self.pricing_model = pricing_model
         self._credential = credential
         #: Admission to the deployment's quota; unlimited until the service's headers teach it one.
         self._limiter = limiter or DeploymentLimiter(self._deployment)
@@ -183,6 +186,15 @@ class OpenAIChatProvider(Provider):
     @property
     def model(self) -> str:
         return self._model
+
+    @property
+    def deployment(self) -> str:
+        return self._deployment
+
+    @property
+    def limiter(self) -> DeploymentLimiter:
+        """This deployment's quota and health in this process (shared with every provider for it)."""
+        return self._limiter
 
     async def complete(self, request: VisionRequest) -> Completion:
         charge = estimate_charge(_message_texts(request), [image.estimated_tokens for image in request.images],
@@ -247,6 +259,8 @@ class OpenAIChatProvider(Provider):
             ),
             finish_reason=finish_reason,
             rate_limit=rate_limit,
+            deployment=self._deployment,
+            pricing_model=self.pricing_model,
         )
 
     async def aclose(self) -> None:
