@@ -145,6 +145,12 @@ def _match(name: str, table: Mapping[str, ModelSpec]) -> ModelSpec | None:
     return table[max(candidates, key=len)] if candidates else None
 
 
+def known_model(name: str, overrides: Mapping[str, ModelSpec] | None = None) -> str | None:
+    """The table's name for ``name`` if it is (a version of) a model we know, else None."""
+    spec = _match(name, {**MODELS, **(overrides or {})})
+    return spec.name if spec else None
+
+
 def get_model_spec(name: str | None, overrides: Mapping[str, ModelSpec] | None = None) -> ModelSpec:
     """The spec for a model or deployment name; unknown names get gpt-4o's.
 

@@ -274,12 +274,15 @@ def ocr_once(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def fresh_quota_limiters():
-    """Each test starts with no deployment paused or learnt: the process limiters outlive a test otherwise."""
+    """Each test starts with no deployment paused, learnt or resting: process limiters and breakers outlive a test."""
+    from shared.quota.breaker import forget_process_breakers
     from shared.quota.limiter import forget_process_limiters
 
     forget_process_limiters()
+    forget_process_breakers()
     yield
     forget_process_limiters()
+    forget_process_breakers()
 
 
 PROBLEM = "application/problem+json"
