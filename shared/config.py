@@ -139,6 +139,7 @@ class Settings:
     max_images: int = 10
     max_total_bytes: int = 50 * MB
     max_image_tokens: int = 20000
+    max_pages: int = 20
     images_connection_string: str | None = field(default=None, repr=False)
     images_blob_service_uri: str | None = None
     input_container: str = "images"
@@ -260,6 +261,7 @@ class Settings:
             max_images=_positive_int("VISION_MAX_IMAGES", get("VISION_MAX_IMAGES"), minimum=2),
             max_total_bytes=_positive_int("VISION_MAX_TOTAL_BYTES", get("VISION_MAX_TOTAL_BYTES")),
             max_image_tokens=_positive_int("VISION_MAX_IMAGE_TOKENS", get("VISION_MAX_IMAGE_TOKENS")),
+            max_pages=_positive_int("VISION_MAX_PAGES", get("VISION_MAX_PAGES")),
             images_connection_string=get("VISION_IMAGES_STORAGE"),
             images_blob_service_uri=blob_uri,
             input_container=containers["VISION_INPUT_CONTAINER"],

@@ -13,8 +13,11 @@ Hierarchy::
     │   ├── InvalidParameter         400: a parameter is out of range or unknown
     │   ├── PayloadTooLarge          413: over the byte limit
     │   ├── UnsupportedImage         415: the bytes are not an image format we take
-    │   └── ImageDecodeError         422: an image we recognise but cannot decode
-    │       └── ImageTooLarge        422: over the pixel limit (decompression bombs)
+    │   ├── ImageDecodeError         422: an image we recognise but cannot decode
+    │   │   └── ImageTooLarge        422: over the pixel limit (decompression bombs)
+    │   ├── UnreadableDocument       422: a PDF or TIFF that is encrypted, damaged or empty
+    │   ├── TooManyPages             413: more pages than VISION_MAX_PAGES (choose some with pages=)
+    │   └── PageTooLarge             422: a page larger than any paper
     └── ModelError                   the model service did not give a usable answer
         ├── ModelNotConfigured       503: no endpoint configured (names the settings)
         ├── ModelCredentialsError    503: the Entra ID credential could not get a token (names the credential)
@@ -22,7 +25,8 @@ Hierarchy::
         ├── ModelUnavailable         503: 5xx, timeouts, connection failures
         ├── ModelBadResponse         502: an answer we cannot use
         ├── ContentFiltered          422: the prompt or the completion was filtered
-        └── NotSupported             501: the configured provider cannot do this (names the settings)
+        ├── NotSupported             501: the configured provider cannot do this (names the settings)
+        └── BudgetExhausted          429: today's spend budget is used up; retry_after = next UTC midnight
 
     ResultCorrupt                    502: a stored result document is not JSON or has the wrong shape
     StorageUnavailable               503: the storage account cannot be reached or failed
@@ -148,6 +152,30 @@ class ImageTooLarge(ImageDecodeError):
         self.limit_pixels = limit_pixels
 
 
+class UnreadableDocument(InputError):
+    """A PDF or multi-page TIFF that is encrypted, damaged or empty: nothing to render."""
+
+    status = 422
+    slug = "unreadable-document"
+    title = "Document cannot be read"
+
+
+class TooManyPages(InputError):
+    """More pages than one request takes (``VISION_MAX_PAGES``); a page range selects fewer."""
+
+    status = 413
+    slug = "too-many-pages"
+    title = "Too many pages"
+
+
+class PageTooLarge(InputError):
+    """A page larger than any paper (checked from the document's structure, before rendering)."""
+
+    status = 422
+    slug = "page-too-large"
+    title = "Page too large"
+
+
 class ModelError(VisionError):
     """The model service did not give a usable answer."""
 
@@ -211,6 +239,37 @@ class NotSupported(ModelError):
     status = 501
     slug = "not-supported"
     title = "Not supported by the configured provider"
+
+
+class BudgetExhausted(ModelError):
+    """Today's spend (``VISION_DAILY_BUDGET_USD``, UTC days) is used up: no new model call until the reset.
+
+    A sibling of :class:`ModelThrottled` and :class:`ModelUnavailable`, never a subclass: nothing is
+    down, so the local-engine fallback must not stand in, fallback deployments must not be tried, the
+    retry layer must not wait it out, and the blob flow defers the blob instead of counting an attempt.
+    ``retry_after`` is the seconds until the next UTC midnight (at least 1).
+    """
+
+    status = 429
+    slug = "budget-exhausted"
+    title = "Daily spend budget exhausted"
+
+    def __init__(self, *, spent_usd: float, budget_usd: float, retry_after: float, resets_at: str) -> None:
+        super().__init__(
+            f"today's model spend ({_dollars(spent_usd)}) has reached the daily budget of {_dollars(budget_usd)} "
+            f"(VISION_DAILY_BUDGET_USD); new model calls resume at {resets_at}; cached answers are still served",
+            retry_after=max(1.0, retry_after), spent_usd=round(spent_usd, 6), budget_usd=budget_usd,
+            resets_at=resets_at,
+        )
+        self.spent_usd = spent_usd
+        self.budget_usd = budget_usd
+        self.resets_at = resets_at
+
+
+def _dollars(amount: float) -> str:
+    """``$1.50``, ``$0.000655``: cents at least, micro-dollars at most, no trailing zeros beyond the cents."""
+    whole, _, fraction = f"{amount:.6f}".rstrip("0").partition(".")
+    return f"${whole}.{fraction.ljust(2, '0')}"
 
 
 

@@ -62,6 +62,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("VISION_MAX_IMAGES", "10", "Most images in one compare or sequence request (Azure documents 10)"),
     Setting("VISION_MAX_TOTAL_BYTES", str(50 * MB), "Largest total upload of a multi-image request in bytes"),
     Setting("VISION_MAX_IMAGE_TOKENS", "20000", "Most estimated image tokens in one multi-image request"),
+    Setting("VISION_MAX_PAGES", "20",
+            "Most pages of a PDF or multi-page TIFF read in one request (choose others with pages=1-3,7)"),
     Setting("VISION_IMAGES_STORAGE", None,
             "Connection string of the images account (blob pipeline); defaults to AzureWebJobsStorage"),
     Setting("VISION_IMAGES_STORAGE__blobServiceUri", None,

@@ -22,9 +22,12 @@ PACKAGE = REPO / "shared"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.settings_table", "shared.config",
                     "shared.tokens", "shared.imaging")),
-    ("parts", ("shared.providers", "shared.offline", "shared.cache", "shared.storage", "shared.schemas",
-               "shared.schema_safety", "shared.quota")),
+    ("parts", ("shared.providers", "shared.offline", "shared.documents", "shared.cache", "shared.storage",
+               "shared.schemas",
+               "shared.schema_safety", "shared.quota", "shared.budget",
+               "shared.telemetry")),
     ("services", ("shared.analysis", "shared.extraction", "shared.multi", "shared.batch", "shared.blob.jobs",
+                  "shared.blob.deferral",
                   "shared.blob.pipeline", "shared.blob.watch", "shared.services")),
     ("edges", ("shared.http", "shared.cli", "shared.blob.trigger", "shared.__main__")),
 )
