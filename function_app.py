@@ -5,8 +5,9 @@ import azurefunctions.extensions.bindings.blob as blob
 
 from shared.blob.trigger import blob_source, handle_blob_event, images_connection, input_path
 from shared.http.app import app as api
+from shared.http.app import functions_asgi
 
-app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.FUNCTION)
+app = func.AsgiFunctionApp(app=functions_asgi, http_auth_level=func.AuthLevel.FUNCTION)
 
 
 @app.blob_trigger(arg_name="client", path=input_path(), connection=images_connection(), source=blob_source())

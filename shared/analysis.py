@@ -24,6 +24,8 @@ from typing import Any
 
 from shared.cache import AnswerCache, cache_key
 from shared.config import Settings
+from shared.document_analysis import analyze_pages, check_pages_parameter, read_document
+from shared.documents.reader import sniff_document
 from shared.errors import (
     InvalidParameter,
     ModelError,
@@ -37,11 +39,13 @@ from shared.errors import (
 from shared.imaging import PreparedImage, image_size, prepare_image, select_detail_level
 from shared.providers.base import Completion, Provider, Usage, VisionRequest
 from shared.tasks import DEFAULT_PROMPT, DETAILS, TASKS
+from shared.telemetry import answer_served
 from shared.tokens import estimate_cost, get_model_spec, load_model_overrides
 
 log = logging.getLogger(__name__)
 
 MAX_PROMPT_CHARS = 8000
+MAX_PAGES_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class AnalysisOptions:
     detail: str | None = None
     task: str | None = None
     max_tokens: int | None = None
+    #: Pages of a PDF or multi-page TIFF (``1-3,7``); None: all of them (up to ``VISION_MAX_PAGES``).
+    pages: str | None = None
 
 
 def validate_options(options: AnalysisOptions, settings: Settings) -> AnalysisOptions:
@@ -68,7 +74,10 @@ def validate_options(options: AnalysisOptions, settings: Settings) -> AnalysisOp
     max_tokens = options.max_tokens if options.max_tokens is not None else settings.default_max_tokens
     if not 1 <= max_tokens <= settings.max_output_tokens:
         raise InvalidParameter("max_tokens", f"must be between 1 and {settings.max_output_tokens}; got {max_tokens}")
-    return AnalysisOptions(prompt=prompt, detail=detail, task=task, max_tokens=max_tokens)
+    pages = " ".join(options.pages.split()) if options.pages else None
+    if pages is not None and len(pages) > MAX_PAGES_CHARS:
+        raise InvalidParameter("pages", f"is {len(pages)} characters long; the limit is {MAX_PAGES_CHARS}")
+    return AnalysisOptions(prompt=prompt, detail=detail, task=task, max_tokens=max_tokens, pages=pages or None)
 
 
 def parse_max_tokens(value: str | int | None) -> int | None:
@@ -126,13 +135,17 @@ class Analyzer:
         started = time.perf_counter()
         options = validate_options(options, self.settings)
         self.check_upload(data)
-        key = self.key_for(data, options)
+        key = self.key_for(data, options, **({"pages": options.pages} if options.pages else {}))
         if allow_fallback is None:
             allow_fallback = self.settings.local_fallback == "all"
 
         async def compute() -> dict[str, Any]:
-            prepared = await self.prepare(data, options.detail, options.task)
             assert options.max_tokens is not None
+            kind = await asyncio.to_thread(sniff_document, data)
+            pages = check_pages_parameter(options.pages, kind)
+            if kind is not None:
+                return await self._analyze_document(data, kind, options, pages, allow_fallback=allow_fallback)
+            prepared = await self.prepare(data, options.detail, options.task)
             request = VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens,
                                     task=options.task)
             try:
@@ -145,6 +158,35 @@ class Analyzer:
 
         result = await self.cached(key, compute)
         return {**result, "latency_ms": _elapsed_ms(started)}
+
+    async def _analyze_document(self, data: bytes, kind: str, options: AnalysisOptions, pages: str | None, *,
+                                allow_fallback: bool) -> dict[str, Any]:
+        """A PDF or multi-page TIFF: its pages in as few requests as the limits allow (shared.document_analysis).
+
+        When the model is unreachable and a stand-in is allowed, the local engine reads the document
+        instead (its own detail and quality, so the pages are prepared again), marked ``degraded``.
+        """
+        assert options.max_tokens is not None
+        document = await read_document(self, data, kind, detail=options.detail, pages=pages)
+        try:
+            answer = await analyze_pages(self, document, prompt=options.prompt, max_tokens=options.max_tokens,
+                                         task=options.task)
+        except (ModelUnavailable, ModelThrottled) as exc:
+            if not (allow_fallback and self.fallback is not None):
+                raise
+            stand_in = _StandIn(self.settings, self.fallback, self.model_overrides, self.estimate_cost)
+            document = await read_document(stand_in, data, kind, detail=options.detail, pages=pages)
+            try:
+                answer = await analyze_pages(stand_in, document, prompt=options.prompt,
+                                             max_tokens=options.max_tokens, task=options.task)
+            except (NotSupported, ModelNotConfigured):
+                raise exc from None
+            log.warning("model service unavailable (%s): the local engine read the document, marked degraded",
+                        exc.detail)
+            answer = {**answer, "degraded": True, "degraded_reason": exc.detail}
+        first = document.pages[0].image
+        return {**answer, "detail": first.detail, "task": options.task, "cached": False,
+                "image": image_info(first, data)}
 
     async def _degraded(self, data: bytes, options: AnalysisOptions, request: VisionRequest,
                         cause: ModelError) -> dict[str, Any]:
@@ -191,16 +233,26 @@ class Analyzer:
         :func:`asyncio.shield`: a caller that goes away (client disconnected, timeout) is cancelled
         alone, while the others sharing the key still get the answer, and it is cached even if every
         caller left, so their retry costs nothing. :meth:`aclose` cancels what is still running.
+
+        Every answer served here is logged once (:func:`shared.telemetry.answer_served`), hits included.
         """
+        started = time.perf_counter()
         stored = await self._cache_get(key.value)
         if stored is not None:
+            answer_served(stored, cache_hit=True, latency_ms=_elapsed_ms(started), provider=self.provider.name)
             return {**stored, "cached": True}
         task = self._in_flight.get(key.value)
+        if task is not None and task.get_loop() is not asyncio.get_running_loop():
+            task = None  # left by an event loop that has ended (a test client's or a portal's): not joinable
+        joined = task is not None
         if task is None:
             task = asyncio.create_task(self._compute_and_store(key, compute), name=f"analysis {key.value[:16]}")
             self._in_flight[key.value] = task
             task.add_done_callback(functools.partial(self._forget, key.value))
-        return dict(await asyncio.shield(task))
+        result = dict(await asyncio.shield(task))
+        answer_served(result, cache_hit=False, joined=joined, latency_ms=_elapsed_ms(started),
+                      provider=self.provider.name)
+        return result
 
     async def _compute_and_store(self, key: AnswerKey, compute: Callable[[], Awaitable[dict[str, Any]]]
                                  ) -> dict[str, Any]:
@@ -242,6 +294,7 @@ class Analyzer:
             max_pixels=self.settings.max_image_pixels,
             jpeg_quality=quality,
             model_overrides=self.model_overrides,
+            to_service_view=provider.shrinks_to_service_view,
         )
 
     def estimate_cost(self, usage: Usage, model: str | None = None) -> float:
@@ -292,8 +345,19 @@ class Analyzer:
             await asyncio.to_thread(self.cache.close)
 
 
+@dataclass(frozen=True)
+class _StandIn:
+    """The analyzer's settings with the local engine as the provider: a document read when the model is down."""
+
+    settings: Settings
+    provider: Provider
+    model_overrides: Any
+    estimate_cost: Callable[..., float]
+
+
 def image_info(prepared: PreparedImage, data: bytes) -> dict[str, Any]:
-    """What the caller is told about an image: what was sent and what came in."""
+    """What the caller is told about an image: what was sent, what the service will see, what came in."""
+    service = prepared.service_size
     return {
         "width": prepared.width,
         "height": prepared.height,
@@ -303,6 +367,10 @@ def image_info(prepared: PreparedImage, data: bytes) -> dict[str, Any]:
         "original_height": prepared.original_height,
         "original_bytes": len(data),
         "estimated_tokens": prepared.estimated_tokens,
+        # What the service will look at (it shrinks what it is sent; we send no more than that view),
+        # and the upload bytes the model call does not carry.
+        "service_width": service.width, "service_height": service.height,
+        "saved_bytes": max(0, len(data) - len(prepared.data)),
     }
 
 

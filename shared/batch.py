@@ -13,6 +13,10 @@ The user-facing contract (line shape, resume rules, exit codes) is the help of t
 * Resume skips what cannot change on retry (successes, :class:`InputError`, :class:`ContentFiltered`)
   and redoes the rest (throttling, timeouts, unreadable files), dropping their old line, so each id
   is in the file once. An existing output is never clobbered without ``--overwrite``: it cost money.
+* Past the daily spend budget (:class:`BudgetExhausted`) an image gets no line at all: nothing is
+  wrong with it, so it must not read as a failure, and having no line is exactly what makes
+  ``--resume`` do it after the reset. The first refusal stops the analysing; the files still to come
+  are counted as ``not_done`` without being read, and the summary says when the budget resets.
 """
 
 from __future__ import annotations
@@ -34,7 +38,14 @@ from typing import Any
 from tqdm import tqdm
 
 from shared.analysis import AnalysisOptions, Analyzer, validate_options
-from shared.errors import ContentFiltered, InputError, ModelNotConfigured, PayloadTooLarge, VisionError
+from shared.errors import (
+    BudgetExhausted,
+    ContentFiltered,
+    InputError,
+    ModelNotConfigured,
+    PayloadTooLarge,
+    VisionError,
+)
 from shared.quota.deadline import deadline_in
 
 log = logging.getLogger(__name__)
@@ -57,11 +68,17 @@ class BatchSummary:
     succeeded: int = 0
     failed: int = 0
     skipped: int = 0  # already final in the output file (resume)
+    not_done: int = 0  # refused by the daily spend budget, or not started after it: no line, --resume does them
+    budget_resets_at: str | None = None  # set when the budget stopped the run: when --resume can go on
     elapsed_seconds: float = 0.0
 
     def line(self) -> str:
-        return (f"done: {self.succeeded} succeeded, {self.failed} failed, {self.skipped} skipped "
+        text = (f"done: {self.succeeded} succeeded, {self.failed} failed, {self.skipped} skipped "
                 f"in {self.elapsed_seconds:.1f} s")
+        if self.budget_resets_at is not None:
+            text += (f"; {self.not_done} not done: the daily spend budget is used up, "
+                     f"rerun with --resume after {self.budget_resets_at}")
+        return text
 
 
 def iter_images(folder: Path, recursive: bool = False, *, exclude: Path | None = None) -> Iterator[Path]:
@@ -213,8 +230,8 @@ async def _analyze_one(analyzer: Analyzer, path: Path, key: str, options: Analys
         # A batch item can wait minutes for its turn at the deployment's quota, unlike an HTTP caller.
         with deadline_in(analyzer.settings.background_deadline_seconds):
             return {**record, "success": True, "result": await analyzer.analyze(data, options)}
-    except ModelNotConfigured:
-        raise  # every image would fail the same way: stop and say so
+    except (ModelNotConfigured, BudgetExhausted):
+        raise  # every image would fail the same way: stop and say so (the budget: leave them for --resume)
     except VisionError as exc:
         log.debug("%s: %s", key, exc.detail)
         return {**record, "success": False, "error": exc.to_problem()}
@@ -255,7 +272,18 @@ async def run_batch(analyzer: Analyzer, folder: Path, out_path: Path, options: A
 
     async def work() -> None:
         while (item := await queue.get()) is not None:
-            record = await _analyze_one(analyzer, *item, options)
+            record = None
+            if summary.budget_resets_at is None:  # once the budget is spent, the rest is left unread
+                try:
+                    record = await _analyze_one(analyzer, *item, options)
+                except BudgetExhausted as exc:
+                    if summary.budget_resets_at is None:
+                        log.warning("%s: %s; the rest is left for --resume", item[1], exc.detail)
+                    summary.budget_resets_at = exc.resets_at
+            if record is None:
+                summary.not_done += 1
+                bar.update(1)
+                continue
             sink.write(record)
             if record["success"]:
                 summary.succeeded += 1

@@ -213,6 +213,12 @@ class ModelUnavailable(ModelError):
     slug = "model-unavailable"
     title = "Model service unavailable"
 
+    def __init__(self, detail: str, *, sent: bool = True, **context: Any) -> None:
+        super().__init__(detail, **context)
+        #: False when the request never reached the service (the connection was refused): nothing was
+        #: charged against the quota, so the limiter gives the reservation back.
+        self.sent = sent
+
 
 class ModelBadResponse(ModelError):
     status = 502

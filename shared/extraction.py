@@ -52,6 +52,8 @@ from openai.lib import type_to_response_format_param
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.analysis import AnalysisOptions, Analyzer, validate_options
+from shared.document_analysis import check_pages_parameter, document_request, read_document, single_request_pages
+from shared.documents.reader import sniff_document
 from shared.errors import InvalidParameter, ModelBadResponse
 from shared.providers.base import Completion, Usage, VisionRequest
 from shared.schemas import compile_schema
@@ -367,28 +369,43 @@ def default_max_tokens(analyzer: Analyzer) -> int:
 async def extract(
     analyzer: Analyzer, data: bytes, kind: Literal["invoice", "table", "schema"] | str, *,
     schema: dict[str, Any] | None = None, prompt: str | None = None, detail: str | None = None,
-    max_tokens: int | None = None,
+    max_tokens: int | None = None, pages: str | None = None,
 ) -> dict[str, Any]:
-    """The extraction result (see the module docstring); raises :mod:`shared.errors` and :class:`ExtractionFailed`."""
+    """The extraction result (see the module docstring); raises :mod:`shared.errors` and :class:`ExtractionFailed`.
+
+    A PDF or multi-page TIFF is read in one request (``pages`` selects; :mod:`shared.document_analysis`).
+    """
     started = time.perf_counter()
     target = await asyncio.to_thread(_target, kind, schema)  # compiling a caller's schema: off the event loop
     options = validate_options(AnalysisOptions(
         prompt=(prompt or "").strip() or PROMPTS[kind], detail=detail or "high",
-        max_tokens=max_tokens if max_tokens is not None else default_max_tokens(analyzer),
+        max_tokens=max_tokens if max_tokens is not None else default_max_tokens(analyzer), pages=pages,
     ), analyzer.settings)
     analyzer.check_upload(data)
-    key = analyzer.key_for(data, options, kind=kind, schema=target.schema_hash)
+    key = analyzer.key_for(data, options, kind=kind, schema=target.schema_hash,
+                           **({"pages": options.pages} if options.pages else {}))
 
     async def compute() -> dict[str, Any]:
-        prepared = await analyzer.prepare(data, options.detail, None)
         assert options.max_tokens is not None
-        request = VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens,
-                                system_prompt=SYSTEM_PROMPT, response_format=target.response_format, task=kind)
+        document_kind = await asyncio.to_thread(sniff_document, data)
+        selection = check_pages_parameter(options.pages, document_kind)
+        document = None
+        if document_kind is None:
+            prepared = await analyzer.prepare(data, options.detail, None)
+            request = VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens,
+                                    system_prompt=SYSTEM_PROMPT, response_format=target.response_format, task=kind)
+        else:
+            document = await read_document(analyzer, data, document_kind, detail=options.detail, pages=selection)
+            pages_sent = single_request_pages(analyzer, document)
+            prepared = pages_sent[0].image
+            request = document_request(analyzer, pages_sent, prompt=options.prompt, max_tokens=options.max_tokens,
+                                       task=kind, system_prompt=SYSTEM_PROMPT, response_format=target.response_format)
         reply = await ask_structured(analyzer, request, target.check)
         value, warnings = target.finish(reply.value)
         base = analyzer.build_result(reply.completion, prepared, data, task=None)
         result = {"kind": kind, "data": value, "warnings": warnings, "attempts": reply.attempts,
-                  **{name: base[name] for name in _RESULT_FIELDS}, "schema_hash": target.schema_hash}
+                  **{name: base[name] for name in _RESULT_FIELDS}, "schema_hash": target.schema_hash,
+                  **({"document": document.summary(1)} if document else {})}
         provenance = reply.completion.provenance  # the local engine says where it read each value
         return {**result, "provenance": provenance} if provenance else result
 

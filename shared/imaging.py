@@ -42,17 +42,19 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 import re
 import struct
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
 from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter, UnsupportedImage
 from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
-from shared.tokens import ModelSpec, estimate_image_tokens
+from shared.tokens import ModelSpec, estimate_image_tokens, service_view
 
 DETAIL_MAX_SIDE = {"low": 512, "high": 2048, "auto": 1024}
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -76,6 +78,11 @@ _DECODE_ERRORS += (ZeroDivisionError, NotImplementedError, MemoryError)
 # middle ground (~3.8x). Figures: benchmarks/README.md.
 _RESAMPLE = {"low": Image.Resampling.HAMMING, "auto": Image.Resampling.HAMMING, "high": Image.Resampling.LANCZOS}
 _REDUCING_GAP = 2.0
+#: How much smaller than the service's view a reduced JPEG decode may be and still be sent as it is. 0: never
+#: (measured: sending a 1/4-scale decode 2-5% under the view lost 5-10 dB of the service's view, text most).
+DRAFT_TOLERANCE = 0.0
+#: JPEG quality of an image sent at the service's view at ``high`` detail (see :func:`prepare_image`).
+HIGH_VIEW_MIN_QUALITY = 92
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSE = {
@@ -98,6 +105,11 @@ _OTHER_SIGNATURES += ((b"<html", "HTML"), (b"PK\x03\x04", "ZIP"))
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"})  # iPhone photos
 
 
+class _Size(NamedTuple):
+    width: int
+    height: int
+
+
 @dataclass(frozen=True)
 class PreparedImage:
     """The JPEG to send to the model, with what it cost to make and will cost to send."""
@@ -111,6 +123,14 @@ class PreparedImage:
     detail: str
     estimated_tokens: int
     mime_type: str = "image/jpeg"
+
+    model: str = "gpt-4o"
+
+    @property
+    def service_size(self) -> _Size:
+        """The size the service will shrink this image to before the model looks at it (the same, when
+        it was prepared here: :func:`prepare_image` sends exactly the service's view)."""
+        return _Size(*service_view(self.width, self.height, self.detail, self.model))
 
     @property
     def data_url(self) -> str:
@@ -199,8 +219,13 @@ def prepare_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     model_overrides: Mapping[str, ModelSpec] | None = None,
+    to_service_view: bool = True,
 ) -> PreparedImage:
     """Check, decode, orient, shrink and re-encode one image for the model.
+
+    The size sent is the detail's size (``DETAIL_MAX_SIDE``) shrunk further to what the model service
+    will itself look at (:func:`shared.tokens.service_view`), unless ``to_service_view`` is False (the
+    offline engine reads the image itself, and its OCR is better for every pixel it gets).
 
     Raises ``UnsupportedImage`` (not an accepted format), ``ImageTooLarge``
     (over ``max_pixels``), ``ImageDecodeError`` (recognised but unreadable) and
@@ -218,25 +243,45 @@ def prepare_image(
         width, height = _displayed_size(im.size, orientation)
         if width * height > limit:
             raise ImageTooLarge(width * height, limit)
-        out_w, out_h = target_size(width, height, DETAIL_MAX_SIDE[detail])
+        # What the service itself will look at: the detail's size, then the service's own shrink of it.
+        # Sending more is decoding, resizing, encoding and uploading pixels the model never sees.
+        naive_w, naive_h = target_size(width, height, DETAIL_MAX_SIDE[detail])
+        out_w, out_h = (service_view(naive_w, naive_h, detail, model, model_overrides) if to_service_view
+                        else (naive_w, naive_h))
+        billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
         # Work in stored orientation until the end: rotating the small result is cheaper.
-        stored = (out_h, out_w) if orientation in _SWAPS_SIDES else (out_w, out_h)
+        swaps = orientation in _SWAPS_SIDES
+        stored = (out_h, out_w) if swaps else (out_w, out_h)
         with pillow_errors(fmt, limit=limit):
             box = None
             if fmt == "JPEG" and stored != im.size:
-                drafted = im.draft("RGB", stored)
+                # A reduced decode (1/2, 1/4, 1/8 scale) that lands at most DRAFT_TOLERANCE under the view
+                # may be sent as it is, if it bills the same: no full decode and no resize at all.
+                smallest = tuple(max(1, math.ceil(side * (1 - DRAFT_TOLERANCE))) for side in stored)
+                drafted = im.draft("RGB", smallest)
                 box = drafted[1] if drafted else None
             im.load()
             frame = _normalise(im)
 
         if frame.size != stored:
-            frame = frame.resize(stored, _RESAMPLE[detail], box=box, reducing_gap=_REDUCING_GAP)
+            shown = (frame.height, frame.width) if swaps else frame.size
+            fits = frame.width <= stored[0] and frame.height <= stored[1]
+            if fits and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
+                out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
+            else:
+                frame = frame.resize(stored, _RESAMPLE[detail], box=box, reducing_gap=_REDUCING_GAP)
         frame = _flatten(frame)
         if orientation in _TRANSPOSE:
             frame = frame.transpose(_TRANSPOSE[orientation])
         frame.info = {}  # strip comments and anything else the encoder might copy
         buffer = io.BytesIO()
-        frame.save(buffer, "JPEG", quality=jpeg_quality)
+        quality = jpeg_quality
+        if detail == "high" and (out_w, out_h) != (naive_w, naive_h):
+            # Sent at the service's view instead of the detail's size, the image no longer has its JPEG
+            # noise averaged away by the service's own 2-4x shrink; for text and tables a higher quality
+            # keeps what the model sees as sharp, still in far fewer bytes (benchmarks/README.md).
+            quality = max(jpeg_quality, HIGH_VIEW_MIN_QUALITY)
+        frame.save(buffer, "JPEG", quality=quality)
 
     return PreparedImage(
         data=buffer.getvalue(),
@@ -247,6 +292,7 @@ def prepare_image(
         format=fmt,
         detail=detail,
         estimated_tokens=estimate_image_tokens(out_w, out_h, detail, model, model_overrides),
+        model=model,
     )
 
 

@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 from shared.analysis import Analyzer
 from shared.blob.pipeline import BlobPipeline
+from shared.budget import DailyBudget, Pricing, build_budget
 from shared.cache import AnswerCache
 from shared.config import Settings, load_settings
+from shared.providers.budgeted import BudgetedProvider
 from shared.providers.factory import build_provider
 from shared.storage import images_blob_service
 
@@ -69,9 +71,13 @@ def build_analyzer(settings: Settings, *, http_client: Any = None,
                    credential: Callable[[], TokenCredential] | None = None) -> Analyzer:
     """An :class:`Analyzer` wired from settings: the provider they name, the cache if enabled, the fallback.
 
-    ``credential`` makes the keyless credential when one is needed, shared by the provider
-    and the cache; pass the owner's (:class:`Services` passes its own) so it gets closed.
-    Without one, a :class:`CredentialFactory` of this analyzer's own is used.
+    With ``VISION_DAILY_BUDGET_USD`` and a billed language model, the provider is wrapped in a
+    :class:`~shared.providers.budgeted.BudgetedProvider` (the local fallback is not: it costs nothing);
+    closing the analyzer closes its spend counter.
+
+    ``credential`` makes the keyless credential when one is needed, shared by the provider,
+    the cache and the spend counter; pass the owner's (:class:`Services` passes its own) so it
+    gets closed. Without one, a :class:`CredentialFactory` of this analyzer's own is used.
     """
     credential = credential or CredentialFactory()
     cache = AnswerCache.from_settings(settings, credential=credential) if settings.cache_enabled else None
@@ -80,7 +86,10 @@ def build_analyzer(settings: Settings, *, http_client: Any = None,
         from shared.providers.local import LocalProvider  # lazily: the offline engine stands in only on outages
 
         fallback = LocalProvider()
+    budget = build_budget(settings, credential=credential)  # before the model client: a ConfigError leaves none open
     provider = build_provider(settings, http_client=http_client, credential=credential)
+    if budget is not None:
+        provider = BudgetedProvider(provider, budget, Pricing.from_settings(settings))
     return Analyzer(settings, provider, cache, fallback)
 
 
@@ -118,6 +127,12 @@ class Services:
         if self._pipeline is None:
             self._pipeline = build_pipeline(self.analyzer, self.settings, credential=self.credential)
         return self._pipeline
+
+    @property
+    def budget(self) -> DailyBudget | None:
+        """Today's spend budget when one is enforced (``VISION_DAILY_BUDGET_USD`` and a billed model), else None."""
+        provider = self.analyzer.provider
+        return provider.budget if isinstance(provider, BudgetedProvider) else None
 
     async def __aenter__(self) -> Services:
         return self

@@ -202,6 +202,38 @@ def patch_count(width: int, height: int, cap: int = PATCH_CAP) -> int:
     return min(patches, cap)
 
 
+LOW_DETAIL_SIDE = 512  # tile models at detail=low see a version that fits 512 x 512
+
+
+def service_view(width: int, height: int, detail: str, model: str | None = DEFAULT_MODEL,
+                 overrides: Mapping[str, ModelSpec] | None = None) -> tuple[int, int]:
+    """The size the service itself shrinks an image of ``width`` x ``height`` to before the model sees it.
+
+    Tile models: at ``low`` a version that fits 512 x 512; at ``high`` (and ``auto``, estimated as
+    ``high``) fit into 2048 x 2048, then the short side down to 768. Patch models: the documented shrink
+    to at most ``max_patches`` 32 px patches. Never enlarged. Sides are truncated, so sending exactly
+    this size can only bill the same tiles or patches as sending the larger original, never more.
+    """
+    detail = _check_detail(detail)
+    spec = get_model_spec(model, overrides)
+    w, h = float(width), float(height)
+    if spec.kind == "patch":
+        if _ceil_div(w, PATCH_SIZE) * _ceil_div(h, PATCH_SIZE) > spec.max_patches:
+            ratio = math.sqrt(PATCH_SIZE**2 * spec.max_patches / (w * h))
+            fit_w, fit_h = w * ratio / PATCH_SIZE, h * ratio / PATCH_SIZE
+            ratio *= min(max(1, math.floor(fit_w)) / fit_w, max(1, math.floor(fit_h)) / fit_h)
+            w, h = w * ratio, h * ratio
+    elif detail == "low":
+        if max(w, h) > LOW_DETAIL_SIDE:
+            w, h = w * LOW_DETAIL_SIDE / max(w, h), h * LOW_DETAIL_SIDE / max(w, h)
+    else:
+        if max(w, h) > TILE_FIT_SIDE:
+            w, h = w * TILE_FIT_SIDE / max(w, h), h * TILE_FIT_SIDE / max(w, h)
+        if min(w, h) > TILE_SHORT_SIDE:
+            w, h = w * TILE_SHORT_SIDE / min(w, h), h * TILE_SHORT_SIDE / min(w, h)
+    return max(1, math.floor(w + 1e-6)), max(1, math.floor(h + 1e-6))
+
+
 def _check_detail(detail: str) -> str:
     value = detail.strip().lower() if isinstance(detail, str) else detail
     if value not in DETAILS:

@@ -22,8 +22,9 @@ URLs pass. Streaming is not implemented and is rejected. Problems get Azure's er
 Valid requests are answered by a FIFO queue of scripted ``Reply`` objects, else the ``set_responder``
 callable, else ``default_reply`` (default: a deterministic success naming the image count, detail and prompt,
 valid against ``createChatCompletionResponse``). Rejected requests consume no scripted reply. Replies can
-throttle (429 + ``retry-after-ms``), fail (5xx), stall, send broken JSON or a wrong shape, or mimic both live
-content-filter shapes. State is lock-guarded (server thread vs test thread); ``reset()`` clears it.
+throttle (429 + ``retry-after-ms``), fail (5xx), stall, send broken JSON or a wrong shape, close the connection
+mid-response (``Reply.connection_reset``), or mimic both live content-filter shapes. State is lock-guarded
+(server thread vs test thread); ``reset()`` clears it.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ from openapi_core.validation.request.exceptions import SecurityValidationError
 from openapi_schema_validator import OAS30Validator
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 SPEC_PATH = Path(__file__).parent / "fixtures" / "aoai" / "inference-2024-10-21.patched.json"
@@ -226,6 +227,21 @@ def _error(code: str, message: str, **extra: Any) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, **extra}}
 
 
+class ConnectionCut(Exception):
+    """Raised by the double mid-body: uvicorn closes the socket of a response it has started."""
+
+
+def _cut_short(head: bytes, status: int, headers: dict[str, str]) -> StreamingResponse:
+    """A response that sends its status, its headers and ``head`` (chunked: no length to go by), then drops the
+    connection. (uvicorn logs the exception that closes it as an application error.)"""
+
+    async def body() -> Any:
+        yield head
+        raise ConnectionCut("the test double drops the connection mid-response")
+
+    return StreamingResponse(body(), status, headers, media_type="application/json")
+
+
 @dataclass(frozen=True)
 class Reply:
     """One scripted answer. ``body=None`` means "a chat completion built from the request"."""
@@ -240,6 +256,7 @@ class Reply:
     flagged: str | None = None  # the choice's content-filter category that fired
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds to stall before answering
+    cut_after: int | None = None  # close the connection after this many bytes of the body (a reset mid-response)
 
     @classmethod
     def ok(cls, text: str | None = None, *, prompt_tokens: int | None = None,
@@ -296,6 +313,12 @@ class Reply:
     def raw(cls, body: dict[str, Any] | bytes, status: int = 200) -> Reply:
         """Exactly this JSON (dict) or these bytes, with content-type application/json."""
         return cls(kind="raw", status=status, body=body)
+
+    @classmethod
+    def connection_reset(cls, after_bytes: int = 40) -> Reply:
+        """Status 200, headers and the first ``after_bytes`` of a completion, then the connection is closed: the
+        service (or a proxy in between) dropping the connection mid-response. The client reads a broken body."""
+        return replace(cls.ok(), kind="connection_reset", cut_after=after_bytes)
 
     @classmethod
     def timeout(cls, seconds: float = 30.0, then: Reply | None = None) -> Reply:
@@ -472,16 +495,18 @@ class AzureOpenAIDouble:
             mode, deployment = "openai", model if isinstance(model, str) else None
         rec = RecordedRequest(request.method, path, mode, deployment, dict(request.query_params),
                               {k.lower(): v for k, v in request.headers.items()}, body)
-        status, payload, headers, delay = self._respond(rec, raw)
+        status, payload, headers, delay, cut_after = self._respond(rec, raw)
         generation, end = self._generation, time.monotonic() + delay
         while (left := end - time.monotonic()) > 0 and generation == self._generation:
             await asyncio.sleep(min(left, 0.02))
         request_id = str(uuid.uuid4())
         headers = {"apim-request-id": request_id, "x-request-id": request_id, **headers}
         content = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        if cut_after is not None:
+            return _cut_short(content[:cut_after], status, headers)
         return Response(content, status, headers, media_type="application/json")
 
-    def _respond(self, rec: RecordedRequest, raw: bytes) -> tuple[int, Any, dict[str, str], float]:
+    def _respond(self, rec: RecordedRequest, raw: bytes) -> tuple[int, Any, dict[str, str], float, int | None]:
         problems = self._problems(rec, raw)
         with self._lock:
             self._requests.append(rec)
@@ -490,7 +515,7 @@ class AzureOpenAIDouble:
         reply = self._reject(rec, problems) or self._next_reply(rec)
         status, payload, headers = self._render(reply, rec)
         rec.status = status
-        return status, payload, headers, reply.delay
+        return status, payload, headers, reply.delay, reply.cut_after
 
     def _problems(self, rec: RecordedRequest, raw: bytes) -> list[Problem]:
         """Every spec violation and vision-limit breach of the request."""

@@ -16,19 +16,20 @@ from PIL import Image, ImageDraw
 from tests.conftest import font, render_invoice
 
 A4 = (595.28, 841.89)
+# Where each piece of text goes (x, y in points, text, font size); amounts right of their labels.
 PAGE_1 = [
     (40, 40, "ACME Widgets Ltd", 22),
     (40, 80, "12 Harbour Road, Bristol", 12), (40, 98, "VAT No: GB123456789", 12),
     (40, 140, "Invoice No: INV-2024-0042", 12), (40, 160, "Date: 2024-03-15", 12),
     (40, 180, "Due: 15/04/2024", 12),
     (340, 140, "Bill to:", 12), (340, 160, "Globex Corporation", 12), (340, 178, "1 Main Street, Leeds", 12),
-    (40, 240, "Description", 12), (290, 240, "Qty", 12), (370, 240, "Unit price", 12), (490, 240, "Total", 12),
-    (40, 265, "Blue widget", 12), (290, 265, "2", 12), (370, 265, "30.00", 12), (490, 265, "60.00", 12),
+    (40, 240, "Description", 12), (250, 240, "Qty", 12), (310, 240, "Unit price", 12), (420, 240, "Total", 12),
+    (40, 265, "Blue widget", 12), (250, 265, "2", 12), (310, 265, "30.00", 12), (420, 265, "60.00", 12),
 ]
 PAGE_2 = [
-    (40, 40, "Red gadget", 12), (290, 40, "1", 12), (370, 40, "40.00", 12), (490, 40, "40.00", 12),
-    (340, 100, "Subtotal", 12), (490, 100, "100.00", 12), (340, 120, "Tax (20%)", 12), (490, 120, "20.00", 12),
-    (340, 140, "Total", 12), (490, 140, "120.00", 12), (340, 160, "Currency: EUR", 12),
+    (40, 40, "Red gadget", 12), (250, 40, "1", 12), (310, 40, "40.00", 12), (420, 40, "40.00", 12),
+    (350, 100, "Subtotal", 12), (420, 100, "100.00", 12), (350, 120, "Tax (20%)", 12), (420, 120, "20.00", 12),
+    (350, 140, "Total", 12), (420, 140, "120.00", 12), (350, 160, "Currency: EUR", 12),
 ]
 
 
@@ -139,3 +140,16 @@ def multipage_tiff(texts=("First page", "Second page", "Third page")) -> bytes:
     buffer = io.BytesIO()
     frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_lzw")
     return buffer.getvalue()
+
+
+def table_pdf() -> bytes:
+    """The conftest table (a caption, a header and four rows, one cell empty) as a digital PDF page."""
+    from tests.conftest import TABLE
+
+    pdf = _pdf()
+    pdf.add_page()
+    lines = [(40, 40, "Quarterly stock report", 14)]
+    for r, row in enumerate(TABLE):
+        lines.extend((x, 90 + r * 30, cell, 12) for x, cell in zip((40, 170, 300, 420), row, strict=True) if cell)
+    _write(pdf, lines)
+    return bytes(pdf.output())

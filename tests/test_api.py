@@ -120,7 +120,7 @@ async def test_too_large_multipart_file_is_413(make_settings, make_client, aoai,
 
 @pytest.mark.parametrize(
     "payload",
-    [b"hello, this is text", b"%PDF-1.7\n%...", b"<html><body>hi</body></html>", b"\x00" * 64],
+    [b"hello, this is text", b"<html><body>hi</body></html>", b"\x00" * 64],
 )
 async def test_non_images_are_415_whatever_the_declared_type(make_settings, make_client, aoai, payload):
     client = await make_client(make_settings())
@@ -128,6 +128,13 @@ async def test_non_images_are_415_whatever_the_declared_type(make_settings, make
         "/api/analyze", files={"file": ("photo.jpg", payload, "image/jpeg")}
     )
     assert_problem(response, 415, "/problems/unsupported-media-type")
+    assert aoai.requests == []
+
+
+async def test_a_broken_pdf_is_an_unreadable_document_whatever_the_declared_type(make_settings, make_client, aoai):
+    client = await make_client(make_settings())
+    response = await client.post("/api/analyze", files={"file": ("photo.jpg", b"%PDF-1.7\n%...", "image/jpeg")})
+    assert_problem(response, 422, "/problems/unreadable-document")
     assert aoai.requests == []
 
 

@@ -26,12 +26,14 @@ from shared.config import DEFAULTS, SETTING_NAMES, SETTINGS, UNSET_IN_AZURE, Set
 
 REPO = Path(__file__).resolve().parent.parent
 
-# Read by the Functions host or the Azure SDKs, not by shared/: the identity behind each connection,
-# the trigger connection's queue endpoint, and Application Insights.
+# Read by the Functions host, its Python worker or the Azure SDKs, not shared/'s settings: the identity behind
+# each connection, the trigger connection's queue endpoint, and Application Insights (the worker configures the
+# exporter; shared/telemetry.py only checks whether it did).
 HOST_SETTINGS = {
     "AZURE_CLIENT_ID", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId",
     "VISION_IMAGES_STORAGE__queueServiceUri", "VISION_IMAGES_STORAGE__credential", "VISION_IMAGES_STORAGE__clientId",
     "APPLICATIONINSIGHTS_CONNECTION_STRING", "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY",
 }
 # Only Core Tools reads these, from local.settings.json.
 CORE_TOOLS_SETTINGS = {"FUNCTIONS_WORKER_RUNTIME", "AzureWebJobsFeatureFlags"}

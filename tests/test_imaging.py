@@ -16,6 +16,8 @@ from PIL import Image, ImageChops, ImageOps, ImageStat
 from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter, UnsupportedImage, VisionError
 from shared.imaging import (
     DETAIL_MAX_SIDE,
+    DRAFT_TOLERANCE,
+    HIGH_VIEW_MIN_QUALITY,
     PreparedImage,
     image_size,
     prepare_image,
@@ -23,7 +25,7 @@ from shared.imaging import (
     sniff_format,
     to_rgb,
 )
-from shared.tokens import estimate_image_tokens, load_model_overrides
+from shared.tokens import estimate_image_tokens, load_model_overrides, service_view
 
 RED, GREEN, BLUE, YELLOW, WHITE, BLACK = (
     (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 255, 255), (0, 0, 0),
@@ -47,6 +49,20 @@ def naive_size(width: int, height: int, detail: str) -> tuple[int, int]:
         return width, height
     ratio = max_side / max(width, height)
     return max(1, int(width * ratio)), max(1, int(height * ratio))
+
+
+def assert_sends_the_service_view(prepared: PreparedImage, width: int, height: int, detail: str,
+                                  model: str = "gpt-4o") -> None:
+    """What is sent is what the service will look at: its own shrink of the naive size, or a reduced JPEG
+    decode a few percent under that view; never more tokens than the naive size would bill."""
+    naive = naive_size(width, height, detail)
+    view = service_view(*naive, detail, model)
+    assert prepared.estimated_tokens <= estimate_image_tokens(*naive, detail, model)
+    if (prepared.width, prepared.height) != view:
+        assert prepared.format == "JPEG"
+        for sent, seen in zip((prepared.width, prepared.height), view, strict=True):
+            assert (1 - DRAFT_TOLERANCE) * seen - 1 <= sent <= seen
+        assert prepared.estimated_tokens == estimate_image_tokens(*view, detail, model)
 
 
 def decoded(prepared: PreparedImage) -> Image.Image:
@@ -83,14 +99,14 @@ def gif_header(width: int, height: int) -> bytes:
 
 @pytest.mark.parametrize("name", CORPUS_IMAGES)
 @pytest.mark.parametrize("detail", ["low", "auto", "high"])
-def test_corpus_images_become_rgb_jpegs_of_the_naive_size(corpus, name, detail):
+def test_corpus_images_become_rgb_jpegs_of_the_service_view(corpus, name, detail):
     data = (corpus / name).read_bytes()
     with Image.open(corpus / name) as source:
         width, height = source.size
     prepared = prepare_image(data, detail)
     decoded(prepared)
     assert (prepared.original_width, prepared.original_height) == (width, height)
-    assert (prepared.width, prepared.height) == naive_size(width, height, detail)
+    assert_sends_the_service_view(prepared, width, height, detail)
     assert prepared.format == {"png": "PNG", "jpg": "JPEG", "gif": "GIF"}[name.rsplit(".", 1)[1]]
     assert prepared.detail == detail
     assert prepared.estimated_tokens == estimate_image_tokens(prepared.width, prepared.height, detail)
@@ -307,19 +323,21 @@ def test_broken_exif_is_ignored():
 @pytest.mark.parametrize("size", [(4000, 3000), (3001, 2001), (1025, 1024), (2049, 10), (999, 4001), (600, 400)])
 @pytest.mark.parametrize("detail", ["low", "auto", "high"])
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
-def test_size_always_equals_the_naive_full_decode_size(size, detail, fmt):
+def test_size_is_the_service_view_and_never_bills_more(size, detail, fmt):
     gradient = Image.radial_gradient("L").resize(size).convert("RGB")
     prepared = prepare_image(encode(gradient, fmt), detail)
-    assert (prepared.width, prepared.height) == naive_size(*size, detail)
+    assert_sends_the_service_view(prepared, *size, detail)
     assert max(prepared.width, prepared.height) <= DETAIL_MAX_SIDE[detail]
     decoded(prepared)
 
 
-def test_high_detail_pixels_match_a_full_decode_lanczos_resize():
-    # "high" is for text and tables: no shortcut filter, only the (lossless) Huffman optimisation differs.
+def test_high_detail_pixels_match_a_full_decode_lanczos_resize_to_the_view():
+    # "high" is for text and tables: no shortcut filter, straight to what the service will look at.
     source = Image.radial_gradient("L").resize((3000, 2000)).convert("RGB")
-    naive = source.resize(naive_size(3000, 2000, "high"), Image.Resampling.LANCZOS)
-    assert prepare_image(encode(source, "PNG"), "high").data == encode(naive, "JPEG", quality=85)
+    view = service_view(*naive_size(3000, 2000, "high"), "high")
+    assert view == (1152, 768)  # 3000x2000 -> 2048x1365 (fit) -> 1152x768 (short side 768)
+    expected = source.resize(view, Image.Resampling.LANCZOS)
+    assert prepare_image(encode(source, "PNG"), "high").data == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (14, 25), (1, 5000), (5000, 1), (2, 3000)])
@@ -327,7 +345,7 @@ def test_high_detail_pixels_match_a_full_decode_lanczos_resize():
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP"])
 def test_tiny_and_extreme_aspect_images(size, detail, fmt):
     prepared = prepare_image(encode(Image.new("RGB", size, GREEN), fmt), detail)
-    assert (prepared.width, prepared.height) == naive_size(*size, detail)
+    assert_sends_the_service_view(prepared, *size, detail)
     assert min(prepared.width, prepared.height) >= 1
     assert close(decoded(prepared).getpixel((0, 0)), GREEN, 40)
 

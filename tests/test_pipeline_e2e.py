@@ -104,7 +104,10 @@ async def test_model_faults_then_recovery_lose_nothing(make_settings, storage_co
         return None
 
     aoai.set_responder(flaky)
-    services = Services(settings_for(make_settings, storage_connection_string, VISION_MAX_ATTEMPTS="10"))
+    # Six 500s in a row would open the deployment's breaker (tests/test_failover.py); this test is about
+    # redelivery, so the breaker is set to tolerate them.
+    services = Services(settings_for(make_settings, storage_connection_string, VISION_MAX_ATTEMPTS="10",
+                                     VISION_BREAKER_FAILURES="20"))
     pipeline = services.pipeline
     good = {f"faults/{i}.png": distinct_png(200 + i) for i in range(10)}
     upload_all(pipeline, good)

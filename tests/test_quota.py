@@ -47,8 +47,22 @@ def test_window_trusts_the_service_when_it_reports_less_left():
     window.observe_remaining(600_000, now=0)  # never raises our count
     assert window.used(0) == pytest.approx(8_000)
     assert window.wait_time(3_000, now=1) == pytest.approx(9.0)
-    window.give_back(10_000, now=1)
-    assert window.used(1) == 0
+
+
+def test_the_service_reading_is_placed_at_the_call_it_came_with():
+    """The service's x-ratelimit-remaining-* describe the moment the call arrived, between its sending and
+    its answer: compared with all we counted since the call was sent, and any surplus counted from then."""
+    window = QuotaWindow(60_000)  # 10K in any 10 s
+    window.take(4_000, now=0)  # leaves our window at t=10
+    at, mark = 9.9, window.mark(9.9)
+    window.take(2_000, now=at)  # the call; the service counts it at ~9.95, next to the 4K of t=0
+    # Answered at 10.2: the 4K has left our window, but the service counted it (60K - 6 x 6K = 24K).
+    window.observe_remaining(24_000, now=10.2, at=at, mark=mark)
+    assert window.used(10.2) == 2_000  # all of it was ours: nothing added
+    # Someone else spent 2K more of the same quota: that surplus counts from the call's sending.
+    window.observe_remaining(12_000, now=10.2, at=at, mark=mark)
+    assert window.used(10.2) == 4_000
+    assert window.used(19.95) == 0  # gone with the call, as the service's own count of it
 
 
 def test_rpm_follows_tpm_at_six_per_thousand():
@@ -122,12 +136,44 @@ async def test_without_a_configured_limit_it_learns_from_the_service_headers():
     assert limiter.tokens.per_minute == 30_000
 
 
-async def test_refund_returns_a_reservation_that_never_reached_the_service():
+async def test_a_call_the_service_refused_is_given_back():
+    """A 429 is not charged against the quota: its reservation stops counting, so our count stays the service's."""
     clock = SimulatedClock()
     limiter = DeploymentLimiter("gpt-4o", tpm=60_000, clock=clock, sleep=clock.sleep)
-    await limiter.acquire(8_000)
-    limiter.refund(8_000)
+    refused = await limiter.acquire(6_000)
+    kept = await limiter.acquire(4_000)
+    limiter.refund(refused)
+    assert limiter.tokens.used(clock.now) == 4_000 and limiter.requests.used(clock.now) == 1
+    limiter.refund(kept)
+    limiter.refund(kept)  # twice is once
     assert (await limiter.acquire(10_000)).waited_seconds == 0
+
+
+async def test_calls_sent_before_the_limit_was_learnt_count_against_it():
+    """Nothing known yet, calls go at once; the service charged each on arrival, so the limit learnt
+    from the first answer applies to every call already in flight, not to the answering one alone."""
+    clock = SimulatedClock()
+    limiter = DeploymentLimiter("gpt-4o", clock=clock, sleep=clock.sleep)
+    admissions = [await limiter.acquire(2_000) for _ in range(4)]
+    assert [a.waited_seconds for a in admissions] == [0, 0, 0, 0]
+    # The first answer: 30K TPM (5K in any 10 s). The other three are still in flight.
+    limiter.observe({"x-ratelimit-remaining-tokens": "28000", "x-ratelimit-remaining-requests": "179"},
+                    2_000, admissions[0])
+    assert limiter.tokens.per_minute == 30_000
+    assert limiter.tokens.used(clock.now) == 8_000
+    assert (await limiter.acquire(2_000)).waited_seconds == pytest.approx(10.0)  # when the first four leave
+
+
+def test_a_window_with_no_known_limit_counts_without_making_anyone_wait():
+    window = QuotaWindow(None)
+    window.take(1_000_000, now=0)
+    assert window.wait_time(1_000_000, now=0) == 0
+    window.observe_remaining(0, now=0)  # nothing to compare with yet
+    assert window.used(0) == 1_000_000
+    window.learn(60_000)
+    assert window.wait_time(1, now=5) == pytest.approx(5.0)
+    window.learn(30_000)  # the largest limit the service showed stands
+    assert window.per_minute == 60_000
 
 
 def test_each_instance_gets_its_share_and_each_deployment_its_own_buckets():
@@ -196,6 +242,7 @@ async def test_a_429_pauses_the_deployment_then_the_call_goes_through():
     assert (stats.attempts, stats.throttled, len(calls)) == (2, 1, 2)
     assert stats.admission_wait_seconds == pytest.approx(3.0)
     assert limiter.throttle_pauses == 1
+    assert limiter.requests.used(clock.now) == 1  # the refused try is not counted, the answered one is
 
 
 async def test_server_errors_back_off_a_bounded_number_of_times():

@@ -16,6 +16,7 @@ from shared.tokens import (
     get_model_spec,
     load_model_overrides,
     patch_count,
+    service_view,
 )
 
 # --- tile models: the documented worked examples ------------------------------
@@ -321,3 +322,30 @@ def test_text_estimate_counts_non_ascii_characters_as_tokens():
 def test_text_estimate_rejects_negative_messages():
     with pytest.raises(InvalidParameter):
         estimate_text_tokens("hi", messages=-1)
+
+
+# --- what the service itself looks at ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("size", "detail", "model", "view"), [
+    ((2048, 4096), "high", "gpt-4o", (768, 1536)),  # the documented example: fit 1024x2048, short side 768
+    ((1024, 1024), "high", "gpt-4o", (768, 768)),
+    ((1024, 1024), "auto", "gpt-4o", (768, 768)),  # auto is estimated (and so prepared) as high
+    ((4000, 3000), "low", "gpt-4o", (512, 384)),
+    ((700, 500), "high", "gpt-4o", (700, 500)),  # never enlarged
+    ((1800, 2400), "high", "gpt-4.1-mini", (1056, 1408)),  # the documented patch shrink
+    ((1024, 1024), "low", "gpt-4.1-mini", (1024, 1024)),  # 1,024 patches: under the cap, kept
+])
+def test_service_view_follows_the_documented_shrinks(size, detail, model, view):
+    assert service_view(*size, detail, model) == view
+
+
+@pytest.mark.parametrize("model", ["gpt-4o", "gpt-4o-mini", "gpt-4.1-mini", "o4-mini"])
+@pytest.mark.parametrize("detail", ["low", "auto", "high"])
+def test_sending_the_service_view_never_bills_more(model, detail):
+    for width in (1, 31, 512, 513, 767, 769, 1023, 1025, 1536, 2047, 2049, 3000, 4000, 9000):
+        for height in (1, 100, 511, 768, 1000, 2048, 3001):
+            view = service_view(width, height, detail, model)
+            assert view[0] <= width and view[1] <= height
+            assert estimate_image_tokens(*view, detail, model) <= estimate_image_tokens(width, height, detail, model)
+            assert service_view(*view, detail, model) == view  # the service leaves its own view alone

@@ -11,6 +11,8 @@
 //   https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-blob-trigger#identity-based-connections
 // - Application Insights with Entra auth (APPLICATIONINSIGHTS_AUTHENTICATION_STRING):
 //   https://learn.microsoft.com/azure/azure-monitor/app/azure-ad-authentication
+// - OpenTelemetry from the host and the Python worker (host.json telemetryMode, PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY):
+//   https://learn.microsoft.com/azure/azure-functions/opentelemetry-howto?pivot=programming-language-python
 
 param planName string
 param appName string
@@ -150,6 +152,13 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
           value: 'ClientId=${identityClientId};Authorization=AAD'
+        }
+        {
+          // With host.json "telemetryMode": "OpenTelemetry", the Python worker configures the Azure Monitor
+          // distro itself (keyless through the setting above) and runs each invocation under the host's trace
+          // context; the host then leaves the worker's logs to it instead of sending them twice (shared/telemetry.py).
+          name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+          value: 'true'
         }
         {
           name: 'AZURE_OPENAI_ENDPOINT'

@@ -31,7 +31,8 @@ class BlobJob:
 
 
 def plan_job(name: str, metadata: dict[str, str] | None) -> BlobJob:
-    """The task from the first path segment, overridden by blob metadata ``task``/``prompt``/``detail``.
+    """The task from the first path segment, overridden by blob metadata ``task``/``prompt``/``detail``
+    (and ``pages`` for a PDF or multi-page TIFF).
 
     Metadata values are ASCII on the wire, so a ``prompt`` may be percent-encoded (UTF-8).
     """
@@ -42,7 +43,8 @@ def plan_job(name: str, metadata: dict[str, str] | None) -> BlobJob:
         if extraction == "schema" and not meta.get("schema"):
             raise InvalidParameter("schema", "blobs under extract/ need a 'schema' metadata value naming a schema blob")
         prompt = unquote(meta["prompt"]) if meta.get("prompt") else ""
-        return BlobJob(task=extraction, options=AnalysisOptions(prompt=prompt, detail=meta.get("detail") or None),
+        return BlobJob(task=extraction, options=AnalysisOptions(prompt=prompt, detail=meta.get("detail") or None,
+                                                                pages=meta.get("pages") or None),
                        extraction=extraction, schema_blob=unquote(meta["schema"]) if meta.get("schema") else None)
     task, prompt = PREFIX_TASKS.get(prefix, DEFAULT_TASK)
     if meta.get("task"):
@@ -58,7 +60,7 @@ def plan_job(name: str, metadata: dict[str, str] | None) -> BlobJob:
             "max_tokens", f"blob metadata max_tokens must be a whole number; got {max_tokens!r}"
         ) from None
     return BlobJob(task=task, options=AnalysisOptions(prompt=prompt, detail=meta.get("detail") or None,
-                                                      task=task, max_tokens=tokens))
+                                                      task=task, max_tokens=tokens, pages=meta.get("pages") or None))
 
 
 def result_name(name: str, suffix: str = ".json") -> str:

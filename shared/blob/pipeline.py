@@ -12,6 +12,8 @@ recorded and the original copied to quarantine, without raising, so the host doe
 retry them pointlessly. Transient problems (model throttling or outage, storage
 hiccups) raise :class:`TransientFailure` so the host redelivers; the result document
 counts deliveries and, at ``VISION_MAX_ATTEMPTS``, records the failure instead of raising.
+Past the daily spend budget a blob is ``deferred``, neither failed nor counted
+(:mod:`shared.blob.deferral`).
 
 Nothing paid twice. Event Grid delivers at least once and multi-block uploads fire
 several events. Before any model call a delivery *claims* the blob by creating its
@@ -32,7 +34,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
@@ -44,9 +46,11 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.analysis import Analyzer
+from shared.blob.deferral import BlobDeferred, deferred_document
 from shared.blob.jobs import BlobJob, plan_job, result_name
 from shared.config import Settings
 from shared.errors import (
+    BudgetExhausted,
     ContentFiltered,
     InputError,
     InvalidParameter,
@@ -56,6 +60,7 @@ from shared.errors import (
 )
 from shared.extraction import ExtractionFailed, extract
 from shared.quota.deadline import deadline_in
+from shared.telemetry import invocation_span
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +145,21 @@ class BlobPipeline:
         self._containers_ready = True
 
     async def handle(self, blob: BlobClient, *, force: bool = False) -> Outcome:
-        """Process one blob; returns what happened, raises :class:`TransientFailure` to be retried."""
+        """Process one blob; returns what happened, raises :class:`TransientFailure` to be retried.
+
+        Inside one invocation span (:mod:`shared.telemetry`): the model calls the blob makes are its children.
+        """
+        with invocation_span(f"blob {blob.container_name}", blob_name=blob.blob_name,
+                             container=blob.container_name) as invocation:
+            try:
+                outcome = await self._handle_blob(blob, force=force)
+            except TransientFailure as exc:
+                invocation.set(attempt=exc.attempts, outcome="retry")
+                raise
+            invocation.set(attempt=(outcome.document or {}).get("attempts"), outcome=outcome.status)
+            return outcome
+
+    async def _handle_blob(self, blob: BlobClient, *, force: bool) -> Outcome:
         name = blob.blob_name
         with storage_failures(name, 0):
             try:
@@ -185,6 +204,8 @@ class BlobPipeline:
             if data is None:
                 return Outcome(name, "skipped", "the blob changed while being processed", target.blob_name)
             result = await self._run(job, data, last_attempt=claim.attempts >= self.settings.max_attempts)
+        except BudgetExhausted as exc:
+            await self._deferred(target, claim, source, job, exc)
         except (InputError, ContentFiltered, ExtractionFailed) as exc:
             return await self._terminal(blob, target, claim, source, job, exc)
         except (VisionError, AzureError, OSError) as exc:
@@ -216,7 +237,7 @@ class BlobPipeline:
             return await self.analyzer.analyze(data, job.options, allow_fallback=allow)
         schema = await asyncio.to_thread(self._load_schema, job.schema_blob) if job.schema_blob else None
         return await extract(self.analyzer, data, job.extraction, schema=schema, prompt=job.options.prompt or None,
-                             detail=job.options.detail)
+                             detail=job.options.detail, pages=job.options.pages)
 
     def _load_schema(self, name: str) -> dict[str, Any]:
         """A JSON Schema kept as a blob of the schemas container; a missing or bad one is the uploader's error."""
@@ -341,6 +362,18 @@ class BlobPipeline:
         except AzureError:
             log.warning("could not record retry state of %s", source["name"])
         raise TransientFailure(source["name"], claim.attempts, problem["detail"]) from error
+
+    async def _deferred(self, target: BlobClient, claim: Claim, source: dict[str, Any], job: BlobJob | None,
+                        error: BudgetExhausted) -> NoReturn:
+        """Past the budget: record ``deferred`` (the claimed attempt given back) and raise for a later delivery."""
+        document = deferred_document(self._failure_document(claim, source, job, error.to_problem()), error)
+        try:
+            await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
+            self._owned.pop(target.blob_name, None)
+        except AzureError:
+            log.warning("could not record the deferral of %s", source["name"])
+        log.info("blob %s deferred until %s: daily spend budget used up", source["name"], error.resets_at)
+        raise BlobDeferred(source["name"], error) from error
 
     def _failure_document(self, claim: Claim, source: dict[str, Any], job: BlobJob | None,
                           problem: dict[str, Any]) -> dict[str, Any]:

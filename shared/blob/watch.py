@@ -16,6 +16,12 @@ every few seconds for as long as it runs:
 
 Transient failures are retried with tenacity (exponential back-off); the result document
 counts attempts, so after ``VISION_MAX_ATTEMPTS`` the failure is recorded, never lost.
+
+A blob deferred by the daily spend budget (:class:`~shared.blob.deferral.BlobDeferred`) is not
+retried: every other blob would be refused the same way until the reset, so the scanner stops
+handing blobs to the pipeline until then (``watch`` keeps polling and resumes by itself; ``process``
+counts the rest as ``deferred``, to be done by a run after the reset). Deferred blobs are never
+remembered as done.
 """
 
 from __future__ import annotations
@@ -23,15 +29,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections import Counter, OrderedDict
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    retry_if_not_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 from tqdm import tqdm
 
+from shared.blob.deferral import BlobDeferred
 from shared.blob.jobs import result_name
 from shared.blob.pipeline import TERMINAL, BlobPipeline, Outcome, TransientFailure
 from shared.errors import describe
@@ -48,6 +62,8 @@ class Summary:
 
     counts: Counter = field(default_factory=Counter)
     unresolved: list[str] = field(default_factory=list)
+    #: When the daily spend budget deferred blobs: the UTC midnight after which they can be done.
+    resets_at: str | None = None
 
     def add(self, outcome: Outcome) -> None:
         self.counts[outcome.status] += 1
@@ -55,6 +71,8 @@ class Summary:
     def line(self) -> str:
         done = self.counts["succeeded"]
         text = f"done: {done}, skipped: {self.counts['skipped']}, failed: {self.counts['failed']}"
+        if self.counts["deferred"]:
+            text += f", deferred: {self.counts['deferred']} (daily spend budget used up; until {self.resets_at})"
         return text + (f", still retrying: {len(self.unresolved)}" if self.unresolved else "")
 
 
@@ -99,7 +117,7 @@ async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool 
                               wait_seconds: float = 1.0, max_wait_seconds: float = 30.0) -> Outcome:
     """One blob, retried on transient failures until it succeeds or its failure is recorded."""
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type((TransientFailure, AzureError)),
+        retry=retry_if_exception_type((TransientFailure, AzureError)) & retry_if_not_exception_type(BlobDeferred),
         stop=stop_after_attempt(pipeline.settings.max_attempts + 3),
         wait=wait_exponential(multiplier=wait_seconds, max=max_wait_seconds),
         before_sleep=lambda state: log.info(
@@ -128,6 +146,9 @@ class Scanner:
         self.page_size = page_size
         self.seen = SeenBlobs(seen_limit)
         self._seeded = False
+        #: The budget deferred a blob: until then (monotonic) no blob is handed to the pipeline.
+        self._deferred_until = 0.0
+        self._resets_at: str | None = None
 
     async def scan(self, *, progress: bool = False) -> Summary:
         """One pass: page through the inputs, ``concurrency`` workers handle what is not done."""
@@ -191,9 +212,13 @@ class Scanner:
     async def _one(self, name: str, etag: Any, summary: Summary) -> bool:
         """Handle one listed blob unless it is done; True when the handler ran."""
         key = SeenBlobs.key(name, etag)
+        if key in self.seen and not self.force:
+            return False
+        if time.monotonic() < self._deferred_until:  # the budget is used up: every blob would be refused
+            summary.counts["deferred"] += 1
+            summary.resets_at = self._resets_at
+            return False
         if not self.force:
-            if key in self.seen:
-                return False
             try:
                 needed = await asyncio.to_thread(self._needs_work, name, etag)
             except AzureError:
@@ -203,6 +228,12 @@ class Scanner:
                 return False
         try:
             outcome = await handle_with_retries(self.pipeline, name, force=self.force, wait_seconds=self.wait_seconds)
+        except BlobDeferred as exc:
+            if time.monotonic() >= self._deferred_until:
+                log.warning("%s; no blob is handed to the model until then", exc)
+            self._deferred_until = time.monotonic() + exc.retry_after
+            self._resets_at = summary.resets_at = exc.resets_at
+            summary.counts["deferred"] += 1
         except (TransientFailure, AzureError) as exc:
             log.warning("%s: still failing after retries: %s", name, describe(exc))
             summary.unresolved.append(name)
@@ -236,6 +267,7 @@ async def watch(pipeline: BlobPipeline, *, interval: float, prefix: str | None =
         else:
             total.counts.update(summary.counts)
             total.unresolved = summary.unresolved
+            total.resets_at = summary.resets_at or total.resets_at
             if summary.counts or summary.unresolved:
                 log.info("watch: %s", summary.line())
         count += 1

@@ -12,7 +12,7 @@ from typing import Any
 from shared.analysis import AnalysisOptions, parse_max_tokens
 from shared.batch import run_batch
 from shared.cli.common import command
-from shared.cli.exit_codes import EXIT_FAILURES, EXIT_OK
+from shared.cli.exit_codes import EXIT_BUDGET, EXIT_FAILURES, EXIT_OK
 from shared.config import load_settings
 from shared.errors import InputError
 from shared.services import Services
@@ -31,6 +31,8 @@ async def run(args: argparse.Namespace) -> int:
     print(summary.line(), file=sys.stderr)
     if args.json_summary:
         print(json.dumps(asdict(summary)))
+    if summary.budget_resets_at is not None:
+        return EXIT_BUDGET  # incomplete, through nobody's fault: --resume after the reset finishes it
     return EXIT_FAILURES if summary.failed else EXIT_OK
 
 
@@ -44,8 +46,13 @@ Files are not filtered by extension: non-images get a failed line (415 or 422).
 and retries the rest (throttling, timeouts, model errors). Without --resume an existing --out is
 refused unless --overwrite is given.
 
-Exit codes: 0 every file succeeded, 4 some failed (see their lines), 1 configuration error,
-2 bad input or usage, 3 no model configured, 130 interrupted (the file stays valid: --resume).
+Past the daily spend budget (VISION_DAILY_BUDGET_USD) the run stops analysing: the files not done
+get no line (they did not fail), and --resume after midnight UTC does them.
+
+Exit codes: 0 every file succeeded, 4 some failed (see their lines), 5 the daily spend budget
+stopped the run (the rest is not done: rerun with --resume after the reset the summary names; some
+may have failed too), 1 configuration error, 2 bad input or usage, 3 no model configured,
+130 interrupted (the file stays valid: --resume).
 """
 
 

@@ -17,7 +17,7 @@ from typing import Any
 from shared.blob.pipeline import TERMINAL
 from shared.blob.watch import process, upload_files, watch
 from shared.cli.common import command, print_json
-from shared.cli.exit_codes import EXIT_FAILURES, EXIT_INPUT, EXIT_MODEL, EXIT_OK
+from shared.cli.exit_codes import EXIT_BUDGET, EXIT_FAILURES, EXIT_INPUT, EXIT_MODEL, EXIT_OK
 from shared.errors import InputError
 from shared.services import Services
 
@@ -30,7 +30,9 @@ async def run_process(args: argparse.Namespace) -> int:
         summary = await process(services.pipeline, prefix=args.prefix, force=args.force,
                                 concurrency=args.concurrency, progress=not args.quiet)
     print(summary.line(), file=sys.stderr)
-    return EXIT_OK if not summary.unresolved else EXIT_MODEL
+    if summary.unresolved:
+        return EXIT_MODEL
+    return EXIT_BUDGET if summary.counts["deferred"] else EXIT_OK  # deferred: run process again after the reset
 
 
 async def run_watch(args: argparse.Namespace) -> int:
@@ -81,7 +83,8 @@ async def run_result(args: argparse.Namespace) -> int:
 
 def add_blob_parsers(commands: Any) -> None:
     """Register ``process``, ``watch``, ``upload`` and ``result``."""
-    parser = command(commands, "process", "backfill: process every unprocessed blob of the input container once")
+    parser = command(commands, "process", "backfill: process every unprocessed blob of the input container once "
+                                          "(exit 5: the spend budget deferred some; run it again after the reset)")
     parser.add_argument("--prefix", help="only blobs whose name starts with this")
     parser.add_argument("--force", action="store_true", help="reprocess blobs that already have a result")
     parser.add_argument("--concurrency", type=int, default=4, help="blobs processed at once [4]")

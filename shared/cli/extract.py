@@ -35,7 +35,8 @@ async def run_extract(args: argparse.Namespace) -> int:
     try:
         async with Services(load_settings()) as services:  # closes the analyzer, then its credential
             result = await extract(services.analyzer, data, args.kind, schema=schema, prompt=args.prompt,
-                                   detail=args.detail, max_tokens=parse_max_tokens(args.max_tokens))
+                                   detail=args.detail, max_tokens=parse_max_tokens(args.max_tokens),
+                                   pages=args.pages)
     except ExtractionFailed as exc:
         print("validation errors:\n" + "\n".join(f"  {e}" for e in exc.errors), file=sys.stderr)
         print(f"raw reply:\n{exc.raw_reply}", file=sys.stderr)
@@ -58,5 +59,6 @@ def add_extract_parser(commands: Any) -> None:
     parser.add_argument("--prompt", help="instructions instead of the default for the kind")
     parser.add_argument("--detail", choices=DETAILS, help="image detail [high]")
     parser.add_argument("--max-tokens", help=f"upper bound of the answer in tokens [{EXTRACTION_MAX_TOKENS}]")
+    parser.add_argument("--pages", help="pages of a PDF or multi-page TIFF, e.g. 1-3,7 [all]")
     parser.add_argument("--json", action="store_true", help="print the full result as JSON")
     parser.set_defaults(handler=run_extract)

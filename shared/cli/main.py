@@ -6,7 +6,8 @@ calls the same service function the HTTP routes call, and returns an exit code; 
 from the environment and ``local.settings.json``.
 
 Exit codes (:mod:`shared.cli.exit_codes`): 0 success, 1 configuration error, 2 bad input
-or usage, 3 the model service failed, 4 some files of a batch failed, 130 interrupted.
+or usage, 3 the model service failed, 4 some files of a batch failed, 5 the daily spend budget
+is used up (``batch``/``process`` left the rest for a rerun after midnight UTC), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import sys
 
 from shared.cli.batch import add_batch_parser
 from shared.cli.blob import add_blob_parsers
-from shared.cli.exit_codes import EXIT_CONFIG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODEL
+from shared.cli.exit_codes import EXIT_BUDGET, EXIT_CONFIG, EXIT_INPUT, EXIT_INTERRUPTED, EXIT_MODEL
 from shared.cli.extract import add_extract_parser
 from shared.cli.image import add_analyze_parser, add_prepare_parser
 from shared.cli.multi import add_compare_parser, add_sequence_parser
 from shared.cli.serve import add_serve_parser
 from shared.config import settings_help
-from shared.errors import ConfigError, InputError, ModelError, VisionError
+from shared.errors import BudgetExhausted, ConfigError, InputError, ModelError, VisionError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc.detail}", file=sys.stderr)
         return EXIT_INPUT
+    except BudgetExhausted as exc:
+        print(f"budget: {exc.detail}", file=sys.stderr)
+        return EXIT_BUDGET
     except ModelError as exc:
         print(f"model service error: {exc.detail}", file=sys.stderr)
         return EXIT_MODEL

@@ -8,17 +8,16 @@ image tokens: a longer document is split into page groups (:func:`page_groups`),
 from __future__ import annotations
 
 import io
+import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from shared.documents.reader import DocumentInfo, iter_pages
+from shared.documents.selection import PageSize
 from shared.imaging import DETAIL_MAX_SIDE, PreparedImage
 from shared.offline.engine import TextBox, reading_order
-from shared.tokens import ModelSpec, estimate_image_tokens
-
-#: Gap, in pixels, between stacked pages when one reader looks at several pages as one tall sheet.
-PAGE_GAP = 40.0
+from shared.tokens import ModelSpec, estimate_image_tokens, service_view
 
 
 @dataclass(frozen=True)
@@ -37,17 +36,32 @@ class DocumentPage:
 
 
 def prepare_pages(data: bytes, info: DocumentInfo, detail: str, *, model: str, jpeg_quality: int,
-                  model_overrides: Mapping[str, ModelSpec] | None = None) -> list[DocumentPage]:
-    """Render and encode the selected pages one at a time (only the JPEGs are kept, never the bitmaps)."""
+                  model_overrides: Mapping[str, ModelSpec] | None = None,
+                  to_service_view: bool = True) -> list[DocumentPage]:
+    """Render and encode the selected pages one at a time (only the JPEGs are kept, never the bitmaps).
+
+    Each page is drawn at the size the model service will look at (the detail's size, then the
+    service's own shrink: :func:`shared.tokens.service_view`), or at the detail's size for a reader
+    that uses every pixel (``to_service_view`` False: the offline engine).
+    """
+    def long_side(size: PageSize) -> int:
+        scale = DETAIL_MAX_SIDE[detail] / max(size.width, size.height)
+        if info.kind != "PDF":
+            scale = min(1.0, scale)  # a scan is never enlarged; a PDF page is drawn at any scale
+        naive = (max(1, int(size.width * scale)), max(1, int(size.height * scale)))
+        if not to_service_view:
+            return max(naive)
+        return max(service_view(*naive, detail, model, model_overrides))
+
     prepared = []
-    for page in iter_pages(data, info, max_side=DETAIL_MAX_SIDE[detail]):
+    for page in iter_pages(data, info, max_side=long_side):
         buffer = io.BytesIO()
         page.image.save(buffer, "JPEG", quality=jpeg_quality)
         width, height = page.image.size
         page.image.close()
         image = PreparedImage(data=buffer.getvalue(), width=width, height=height,
                               original_width=round(page.size.width), original_height=round(page.size.height),
-                              format=info.kind, detail=detail,
+                              format=info.kind, detail=detail, model=model,
                               estimated_tokens=estimate_image_tokens(width, height, detail, model, model_overrides))
         prepared.append(DocumentPage(number=page.number, image=image, words=page.words))
     return prepared
@@ -86,29 +100,35 @@ def text_layer_prompt(pages: list[DocumentPage]) -> str:
             "they disagree.\n\n" + "\n\n".join(parts))
 
 
-def stack_pages(pages: list[tuple[int, list[TextBox], float]]) -> tuple[list[TextBox], list[tuple[int, float, float]]]:
-    """Boxes of several pages as one tall sheet, each page below the one before, so line items and
-    totals that continue over a page break read as one document; returns the boxes and each page's
-    vertical span ``(page, top, bottom)`` for :func:`page_of`. Input: (page number, boxes, page height)."""
+def stack_pages(pages: list[tuple[int, list[TextBox]]]) -> tuple[list[TextBox], list[tuple[int, float, float, float]]]:
+    """Boxes of several pages as one tall sheet, so line items and totals that continue over a page break
+    read as one document: each page's text starts one line below the last text of the page before (the
+    blank foot and head of a page are not a gap in the document). Input: (page number, boxes) in order;
+    returns the boxes and each page's ``(page, shift, top, bottom)`` on the sheet, for :func:`page_of`."""
     stacked: list[TextBox] = []
-    spans: list[tuple[int, float, float]] = []
-    offset = 0.0
-    for number, boxes, height in pages:
+    spans: list[tuple[int, float, float, float]] = []
+    cursor = 0.0
+    for number, boxes in pages:
+        if not boxes:
+            continue
+        first_top = min(box.top for box in boxes)
+        line_height = statistics.median(box.height for box in boxes)
+        shift = (cursor + line_height if stacked else 0.0) - (first_top if stacked else 0.0)
         for box in boxes:
             stacked.append(TextBox(text=box.text, confidence=box.confidence,
-                                   box=tuple((x, y + offset) for x, y in box.box)))
-        spans.append((number, offset, offset + height))
-        offset += height + PAGE_GAP
+                                   box=tuple((x, y + shift) for x, y in box.box)))
+        bottom = max(box.bottom for box in boxes) + shift
+        spans.append((number, shift, min(box.top for box in boxes) + shift, bottom))
+        cursor = bottom
     return stacked, spans
 
 
-def page_of(provenance: dict[str, Any], spans: list[tuple[int, float, float]]) -> dict[str, Any]:
+def page_of(provenance: dict[str, Any], spans: list[tuple[int, float, float, float]]) -> dict[str, Any]:
     """A stacked sheet's provenance entry back on its page: ``page`` added, the box in that page's pixels."""
     box = provenance.get("box")
-    if not box:
+    if not box or not spans:
         return provenance
     centre = sum(y for _, y in box) / len(box)
-    for number, top, bottom in spans:
-        if top - PAGE_GAP <= centre <= bottom:
-            return {**provenance, "page": number, "box": [[x, round(y - top, 1)] for x, y in box]}
-    return provenance
+    number, shift, _, _ = min(spans, key=lambda span: 0 if span[2] <= centre <= span[3]
+                              else min(abs(centre - span[2]), abs(centre - span[3])))
+    return {**provenance, "page": number, "box": [[x, round(y - shift, 1)] for x, y in box]}

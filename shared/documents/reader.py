@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pypdfium2 as pdfium
@@ -104,8 +104,13 @@ def inspect_document(data: bytes, kind: str, *, pages: str | None, max_pages: in
     return DocumentInfo(kind=kind, page_count=count, pages=selected, sizes=sizes)
 
 
-def iter_pages(data: bytes, info: DocumentInfo, *, max_side: int) -> Iterator[RenderedPage]:
-    """The selected pages, rendered (PDF) or scaled down (TIFF) to a long side of ``max_side``, one at a time."""
+def iter_pages(data: bytes, info: DocumentInfo, *, max_side: int | Callable[[PageSize], int]
+               ) -> Iterator[RenderedPage]:
+    """The selected pages, rendered (PDF) or scaled down (TIFF) to a long side of ``max_side`` (or of what it
+    says for each page's size), one at a time."""
+    if isinstance(max_side, int):
+        side = max_side
+        max_side = lambda _size: side  # noqa: E731 - the same side for every page
     if info.kind == "PDF":
         yield from _pdf_pages(data, info, max_side)
     else:
@@ -131,7 +136,7 @@ def _pdf_page_size(document: pdfium.PdfDocument, number: int) -> PageSize:
         raise UnreadableDocument(f"page {number} of the PDF is missing or damaged") from None
 
 
-def _pdf_pages(data: bytes, info: DocumentInfo, max_side: int) -> Iterator[RenderedPage]:
+def _pdf_pages(data: bytes, info: DocumentInfo, max_side: Callable[[PageSize], int]) -> Iterator[RenderedPage]:
     with PDFIUM_LOCK:
         document = _open_pdf(data)
     try:
@@ -139,7 +144,7 @@ def _pdf_pages(data: bytes, info: DocumentInfo, max_side: int) -> Iterator[Rende
             with PDFIUM_LOCK:
                 page = document[number - 1]
                 try:
-                    scale = render_scale(size, max_side)
+                    scale = render_scale(size, max_side(size))
                     bitmap = page.render(scale=scale, may_draw_forms=True)
                     image = to_rgb(bitmap.to_pil())
                     bitmap.close()
@@ -191,7 +196,7 @@ def _to_display(left: float, bottom: float, right: float, top: float, rotation: 
     return left, height - top, right, height - bottom
 
 
-def _tiff_pages(data: bytes, info: DocumentInfo, max_side: int) -> Iterator[RenderedPage]:
+def _tiff_pages(data: bytes, info: DocumentInfo, max_side: Callable[[PageSize], int]) -> Iterator[RenderedPage]:
     with Image.open(io.BytesIO(data)) as image:
         frames = ImageSequence.Iterator(image)
         for number, size in zip(info.pages, info.sizes, strict=True):
@@ -199,8 +204,9 @@ def _tiff_pages(data: bytes, info: DocumentInfo, max_side: int) -> Iterator[Rend
                 frame = frames[number - 1]
                 frame.load()
                 page = to_rgb(frame)
-                if max(page.size) > max_side:
-                    page.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=2.0)
+                side = max_side(size)
+                if max(page.size) > side:
+                    page.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
                 elif page is frame:
                     page = frame.copy()
             yield RenderedPage(number=number, image=page, size=size, words=None)

@@ -16,6 +16,8 @@ from shared.errors import InvalidParameter, PageTooLarge, TooManyPages
 #: unreadably small anyway.
 MAX_PAGE_SIDE_POINTS = 72 * 100
 POINTS_PER_INCH = 72.0
+#: The most a page is enlarged when drawn (a business card at 600 dpi is sharp; more is only pixels).
+MAX_RENDER_DPI = 600
 _RANGE = re.compile(r"^\s*(\d*)\s*(?:(-)\s*(\d*))?\s*$")
 
 
@@ -73,6 +75,8 @@ def check_page_size(number: int, size: PageSize) -> None:
 def render_scale(size: PageSize, max_side: int) -> float:
     """Pixels per point that bring the page's long side to ``max_side`` pixels (the detail's view).
 
-    Rendering straight at the size the model will see costs one rasterisation and no resize.
+    Rendering straight at the size the model will see costs one rasterisation and no resize. A small page
+    is enlarged at most to :data:`MAX_RENDER_DPI`: past that no text gets sharper, and a page of one
+    point square must not become millions of blank pixels to OCR.
     """
-    return max_side / max(size.width, size.height)
+    return min(max_side / max(size.width, size.height), MAX_RENDER_DPI / POINTS_PER_INCH)

@@ -29,6 +29,7 @@ from shared.http import openapi, routes_analyze, routes_extract, routes_multi, r
 from shared.http.docs import docs_router
 from shared.http.problems import generic_problem, problem_response
 from shared.services import Services
+from shared.telemetry import configure_telemetry, join_current_trace
 
 log = logging.getLogger(__name__)
 
@@ -81,4 +82,11 @@ def create_app(settings: Settings | None = None, analyzer: Analyzer | None = Non
     return app
 
 
+# The process's app (function_app.py and `python -m shared serve` both import it): telemetry is configured
+# once, before the app exists, when APPLICATIONINSIGHTS_CONNECTION_STRING is set (see shared.telemetry).
+# FastAPI then traces each request (its own OpenTelemetry support, or the distro's instrumentation under the
+# Functions worker); the analysis and model-call spans opened while handling it are that request's children.
+configure_telemetry()
 app = create_app()
+#: What function_app.py mounts: the same app, each request traced as part of the Functions invocation running it.
+functions_asgi = join_current_trace(app)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, Field
 
 from shared.analysis import MAX_PROMPT_CHARS, AnalysisOptions, parse_max_tokens
 from shared.errors import UnsupportedImage
-from shared.http.models import CallModel, ImageModel, UsageModel
+from shared.http.models import DOCUMENT_MEDIA_TYPES, PAGES_FIELD, CallModel, DocumentModel, ImageModel, UsageModel
 from shared.http.problems import problem_responses
 from shared.http.uploads import read_upload
 from shared.services import Services
@@ -26,17 +26,22 @@ class AnalysisResponse(BaseModel):
     finish_reason: str | None = None
     usage: UsageModel
     estimated_cost_usd: float
-    image: ImageModel
+    image: ImageModel = Field(description="The image sent (a document's first page)")
+    document: DocumentModel | None = None
     call: CallModel | None = None
     latency_ms: int
 
 
 _PROBLEM_RESPONSES = problem_responses({
     400: "Bad parameters",
-    413: "Image larger than VISION_MAX_IMAGE_BYTES",
-    415: "Not a supported image (decided from the bytes)",
-    422: "Image cannot be decoded, exceeds the pixel limit, or was blocked by the content filter",
-    429: "The model service is throttling (see Retry-After)",
+    413: "Upload larger than VISION_MAX_IMAGE_BYTES, or more pages than VISION_MAX_PAGES "
+         "(/problems/too-many-pages: choose some with pages=)",
+    415: "Not a supported image or document (decided from the bytes)",
+    422: "Image cannot be decoded or exceeds the pixel limit; a document is encrypted, damaged, empty "
+         "(/problems/unreadable-document) or has a page larger than any paper (/problems/page-too-large); "
+         "or the content filter blocked it",
+    429: "The model service is throttling (/problems/model-throttled), or today's spend budget is used up "
+         "(/problems/budget-exhausted: spent_usd, budget_usd, resets_at); see Retry-After",
     501: "The offline engine cannot do this (names the settings that enable a model)",
     502: "The model service answered with something unusable",
     503: "No model service configured, or it is down (see Retry-After)",
@@ -51,16 +56,17 @@ _ANALYZE_BODY = {
                     "type": "object",
                     "required": ["file"],
                     "properties": {
-                        "file": {"type": "string", "format": "binary", "description": "The image"},
+                        "file": {"type": "string", "format": "binary",
+                                 "description": "The image, PDF or multi-page TIFF"},
                         "prompt": {"type": "string", "default": DEFAULT_PROMPT, "maxLength": MAX_PROMPT_CHARS},
                         "detail": {"type": "string", "enum": list(DETAILS)},
                         "task": {"type": "string", "enum": list(TASKS)},
                         "max_tokens": {"type": "integer", "minimum": 1},
+                        **PAGES_FIELD,
                     },
                 }
             },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            **{media_type: {"schema": {"type": "string", "format": "binary"}} for media_type in DOCUMENT_MEDIA_TYPES},
         },
     },
     "parameters": [
@@ -72,6 +78,7 @@ _ANALYZE_BODY = {
         {"name": "task", "in": "query", "schema": {"type": "string", "enum": list(TASKS)},
          "description": "What the analysis is for; steers the detail choice"},
         {"name": "max_tokens", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "pages", "in": "query", "schema": PAGES_FIELD["pages"]},
     ],
 }
 
@@ -85,6 +92,7 @@ def _options(request: Request, fields: dict[str, str]) -> AnalysisOptions:
         detail=pick("detail") or None,
         task=pick("task") or None,
         max_tokens=parse_max_tokens(pick("max_tokens")),
+        pages=pick("pages") or None,
     )
 
 
@@ -96,7 +104,7 @@ router = APIRouter(prefix="/api")
     response_model=AnalysisResponse,
     responses=_PROBLEM_RESPONSES,
     openapi_extra=_ANALYZE_BODY,
-    summary="Analyse one image",
+    summary="Analyse one image or document (PDF, multi-page TIFF)",
 )
 async def analyze(request: Request) -> JSONResponse:
     """Send an image (multipart field ``file`` or the raw body) and get the model's analysis."""

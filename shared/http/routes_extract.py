@@ -23,7 +23,15 @@ from pydantic import BaseModel, Field
 from shared.analysis import parse_max_tokens
 from shared.errors import InvalidParameter
 from shared.extraction import Invoice, Table, extract
-from shared.http.models import DOCUMENT_PROBLEMS, FORM_FIELDS, ImageModel, UsageModel
+from shared.http.models import (
+    DOCUMENT_MEDIA_TYPES,
+    DOCUMENT_PROBLEMS,
+    FORM_FIELDS,
+    PAGES_FIELD,
+    DocumentModel,
+    ImageModel,
+    UsageModel,
+)
 from shared.http.uploads import field_picker, read_extract_input
 
 
@@ -44,7 +52,8 @@ class ExtractionResponse(BaseModel):
     detail: str
     usage: UsageModel = Field(description="Summed over the attempts")
     estimated_cost_usd: float
-    image: ImageModel
+    image: ImageModel = Field(description="The image sent (a document's first page)")
+    document: DocumentModel | None = None
     cached: bool
     schema_hash: str = Field(description="SHA-256 of the schema (part of the cache key)")
     latency_ms: int
@@ -59,10 +68,11 @@ class TableResponse(ExtractionResponse):
 
 
 def _extract_body(with_schema: bool) -> dict[str, Any]:
-    form: dict[str, Any] = {"file": {"type": "string", "format": "binary", "description": "The image"},
-                            **FORM_FIELDS}
-    json_body: dict[str, Any] = {"image": {"type": "string", "description": "The image, base64 or a data: URL"},
-                                 **FORM_FIELDS}
+    form: dict[str, Any] = {"file": {"type": "string", "format": "binary",
+                                     "description": "The image, PDF or multi-page TIFF"}, **FORM_FIELDS, **PAGES_FIELD}
+    json_body: dict[str, Any] = {"image": {"type": "string",
+                                           "description": "The image or document, base64 or a data: URL"},
+                                 **FORM_FIELDS, **PAGES_FIELD}
     if with_schema:
         form["schema"] = {"type": "string", "description": "The JSON Schema of the data, as JSON text"}
         json_body["schema"] = {"type": "object", "description": "The JSON Schema of the data"}
@@ -73,8 +83,10 @@ def _extract_body(with_schema: bool) -> dict[str, Any]:
                                         "properties": json_body}},
     }
     if not with_schema:
-        content["image/*"] = content["application/octet-stream"] = {"schema": {"type": "string", "format": "binary"}}
-    parameters = [{"name": name, "in": "query", "schema": schema} for name, schema in FORM_FIELDS.items()]
+        for media_type in DOCUMENT_MEDIA_TYPES:
+            content[media_type] = {"schema": {"type": "string", "format": "binary"}}
+    parameters = [{"name": name, "in": "query", "schema": schema}
+                  for name, schema in {**FORM_FIELDS, **PAGES_FIELD}.items()]
     return {"requestBody": {"required": True, "content": content}, "parameters": parameters}
 
 
@@ -97,7 +109,7 @@ async def _extract(request: Request, kind: str) -> JSONResponse:
     pick = field_picker(request, fields)
     result = await extract(
         services.analyzer, data, kind, schema=_schema(fields.get("schema")), prompt=pick("prompt"),
-        detail=pick("detail") or None, max_tokens=parse_max_tokens(pick("max_tokens")),
+        detail=pick("detail") or None, max_tokens=parse_max_tokens(pick("max_tokens")), pages=pick("pages") or None,
     )
     return JSONResponse(result)
 

@@ -41,11 +41,23 @@ class StorageHealth(BaseModel):
     error: str | None = Field(default=None, description="Why the cache table cannot be reached")
 
 
+class BudgetHealth(BaseModel):
+    daily_usd: float = Field(description="VISION_DAILY_BUDGET_USD: spend allowed per UTC day, all instances together")
+    spent_today_usd: float = Field(description="Spent since the last UTC midnight, from each answer's usage")
+    calls_today: int = Field(description="Model calls counted today")
+    resets_at: str = Field(description="The next UTC midnight, when the counter starts again", examples=[
+        "2024-05-02T00:00:00Z"])
+    exhausted: bool = Field(description="New model calls are refused (429 /problems/budget-exhausted) until resets_at")
+    error: str | None = Field(default=None, description="Why the spend counter's table cannot be reached")
+
+
 class HealthResponse(BaseModel):
     status: Literal["ok", "degraded"]
     version: str
     model: ModelHealth
     storage: StorageHealth
+    budget: BudgetHealth | None = Field(default=None, description="The daily spend budget; null when none is set "
+                                                                  "(or no billed model answers)")
 
 
 class Misconfigured(BaseModel):
@@ -75,7 +87,8 @@ class ResultDocument(BaseModel):
 
 class ResultProblem(Problem):
     blob: str
-    state: str | None = Field(default=None, description="processing or retrying (result-pending)")
+    state: str | None = Field(default=None, description="processing, retrying, or deferred by the daily spend "
+                                                        "budget (result-pending)")
 
 
 _RESULT_PROBLEMS = {
@@ -113,8 +126,10 @@ async def health(request: Request) -> JSONResponse:
         storage = {"cache": "enabled", "table": settings.cache_table, "reachable": reachable is True}
         if reachable is not True:
             storage["error"] = str(reachable)
-    healthy = model["configured"] and storage.get("reachable", True)
-    body = {"status": "ok" if healthy else "degraded", "version": __version__, "model": model, "storage": storage}
+    budget = await services.budget.status() if services.budget is not None else None
+    healthy = model["configured"] and storage.get("reachable", True) and not (budget or {}).get("error")
+    body = {"status": "ok" if healthy else "degraded", "version": __version__, "model": model, "storage": storage,
+            "budget": budget}
     return JSONResponse(body)
 
 

@@ -35,6 +35,10 @@ class VisionRequest:
     # What the request is for (ocr, describe, invoice...): providers that are not language
     # models (the offline engine) decide from it; language models only see the prompt.
     task: str | None = None
+    # The page numbers of the images when they are the pages of one document (PDF, multi-page TIFF),
+    # and each page's text layer (``TextBox`` es in the page image's pixels, None for a scanned page).
+    pages: tuple[int, ...] = ()
+    text_layers: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,13 @@ class Provider(abc.ABC):
     #: choice and ``VISION_JPEG_QUALITY``); a provider that bills nothing may ask for the sharpest image.
     preferred_detail: str | None = None
     preferred_jpeg_quality: int | None = None
+    #: The model is a service that shrinks images to its own view (tiles, patches) before looking: sending
+    #: more than that view only costs time and bytes. The offline engine reads every pixel it is sent.
+    shrinks_to_service_view: bool = True
+    #: Most pages of one document in one request (a longer one is asked about in page groups).
+    max_pages_per_request: int = 10
+    #: Takes a digital PDF's text layer as boxes (``VisionRequest.text_layers``) instead of as prompt text.
+    reads_text_layers: bool = False
 
     @property
     def model(self) -> str:

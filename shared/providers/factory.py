@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import httpx
+import httpx2
 import openai
 
 from shared.config import Settings
@@ -46,7 +46,7 @@ def build_provider(settings: Settings, *, http_client: Any = None,
     # The connect timeout is short: an endpoint that does not accept a connection in seconds is down,
     # and the breaker and the fallbacks should know soon. Reading the answer may take the model's time.
     common: dict[str, Any] = {
-        "timeout": httpx.Timeout(settings.model_timeout_seconds, connect=settings.connect_timeout_seconds),
+        "timeout": httpx2.Timeout(settings.model_timeout_seconds, connect=settings.connect_timeout_seconds),
         "max_retries": 0,  # one retry layer, ours (shared.quota.retry), never two stacked
     }
     if http_client is not None:

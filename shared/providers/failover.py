@@ -43,6 +43,9 @@ class FailoverProvider(Provider):
         self.supports_images = primary.supports_images
         self.max_images_per_request = primary.max_images_per_request
         self.deterministic = primary.deterministic
+        self.max_pages_per_request = primary.max_pages_per_request
+        self.reads_text_layers = primary.reads_text_layers
+        self.shrinks_to_service_view = primary.shrinks_to_service_view
 
     @property
     def primary(self) -> OpenAIChatProvider:

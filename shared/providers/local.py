@@ -35,6 +35,7 @@ import json
 from importlib import metadata
 from typing import Any
 
+from shared.documents.prepare import page_of, stack_pages
 from shared.errors import ModelError, NotSupported, VisionError
 from shared.offline import documents, engine, forms
 from shared.offline.report import markdown_table, report
@@ -66,13 +67,18 @@ class LocalProvider(Provider):
     #: Nothing is billed, so it gets the sharpest image the detail levels allow.
     preferred_detail = "high"
     preferred_jpeg_quality = 95
+    #: A document's pages are read together (one tall sheet, see shared.documents.prepare.stack_pages), so
+    #: line items continue over page breaks; the text layer replaces OCR on every page that has one.
+    max_pages_per_request = 1000
+    reads_text_layers = True
+    shrinks_to_service_view = False
 
     @property
     def model(self) -> str:
         return f"{engine.ENGINE_PACKAGE}-{engine.engine_version()}"
 
     async def complete(self, request: VisionRequest) -> Completion:
-        if len(request.images) > 1:
+        if len(request.images) > 1 and not request.pages:
             raise NotSupported(f"comparing images needs a language model; {ENABLE_A_MODEL}")
         if not request.images:
             raise NotSupported(f"a request without an image needs a language model; {ENABLE_A_MODEL}")
@@ -100,7 +106,7 @@ class LocalProvider(Provider):
 
     def _extract(self, request: VisionRequest, task: str) -> tuple[str, dict[str, Any]]:
         """JSON text for the extraction layer to validate, and the provenance of each value."""
-        boxes = _ocr(request.images[0].data)
+        boxes, spans = _read(request)
         if task == "invoice":
             data, provenance = documents.invoice_from_boxes(boxes)
         elif task == "table":  # as a model writes it (shared.extraction.TableGrid): rows are lists of cells
@@ -112,10 +118,15 @@ class LocalProvider(Provider):
             if not isinstance(schema, dict):
                 raise NotSupported(f"task 'schema' needs response_format.json_schema.schema; {ENABLE_A_MODEL}")
             data, provenance = forms.fill_schema_from_boxes(schema, boxes)
+        if spans:  # a document: each value's box back on its own page
+            provenance = {path: page_of(entry, spans) for path, entry in provenance.items()}
         return json.dumps(data, ensure_ascii=False), provenance
 
     def _answer(self, data: bytes, request: VisionRequest, task: str) -> str:
-        boxes = _ocr(data)
+        if request.pages and task == "ocr":  # per page, in sections
+            return "\n\n".join(f"--- Page {number} ---\n" + ("\n".join(engine.reading_order(boxes)) or "(no text)")
+                               for number, boxes in zip(request.pages, _page_boxes(request), strict=True))
+        boxes, _ = _read(request)
         if task == "ocr":
             return "\n".join(engine.reading_order(boxes)) or "No text was found."
         if task == "table_extraction":
@@ -133,6 +144,20 @@ class LocalProvider(Provider):
             "model": self.model,
             "offline": True,
         }
+
+
+def _page_boxes(request: VisionRequest) -> list[list[engine.TextBox]]:
+    """Each page's text: its text layer where it has one (exact), OCR where it is a scan."""
+    layers = request.text_layers or (None,) * len(request.images)
+    return [list(layer) if layer is not None else _ocr(image.data)
+            for image, layer in zip(request.images, layers, strict=True)]
+
+
+def _read(request: VisionRequest) -> tuple[list[engine.TextBox], list[tuple[int, float, float, float]]]:
+    """The request's text boxes: one image's OCR, or a document's pages stacked into one sheet (and their spans)."""
+    if not request.pages:
+        return _ocr(request.images[0].data), []
+    return stack_pages(list(zip(request.pages, _page_boxes(request), strict=True)))
 
 
 def _ocr(data: bytes) -> list[engine.TextBox]:

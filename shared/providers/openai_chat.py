@@ -22,6 +22,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import httpx2
 import openai
 from azure.core.exceptions import ClientAuthenticationError
 
@@ -39,6 +40,7 @@ from shared.quota.charge import estimate_charge
 from shared.quota.deadline import current_deadline
 from shared.quota.limiter import DeploymentLimiter
 from shared.quota.retry import Answer, call_with_retries
+from shared.telemetry import model_call_span
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +101,9 @@ def _filtered_categories(result: Any) -> list[str]:
     return sorted(name for name, verdict in result.items() if isinstance(verdict, dict) and verdict.get("filtered"))
 
 
+#: The transport's errors for a request that never left (the SDK wraps them in APIConnectionError); the SDK
+#: bundles its own copy of httpx as ``httpx2``.
+NOT_SENT = (httpx2.ConnectError, httpx2.ConnectTimeout)
 #: What :meth:`OpenAIChatProvider.complete` hands to :func:`translate_openai_error`.
 CLIENT_ERRORS = (openai.OpenAIError, json.JSONDecodeError, ClientAuthenticationError)
 MAX_CREDENTIAL_MESSAGE_CHARS = 400
@@ -127,7 +132,9 @@ def translate_openai_error(exc: Exception, *, deployment: str | None, credential
     if isinstance(exc, openai.APITimeoutError):
         return ModelUnavailable("the model service did not answer in time", retry_after=None)
     if isinstance(exc, openai.APIConnectionError):
-        return ModelUnavailable("the model service cannot be reached", retry_after=None)
+        if isinstance(exc.__cause__, NOT_SENT):
+            return ModelUnavailable("the model service cannot be reached", retry_after=None, sent=False)
+        return ModelUnavailable("the connection to the model service failed", retry_after=None)
     if isinstance(exc, openai.APIResponseValidationError):
         return ModelBadResponse("the model service answered with a body that is not a chat completion")
     if not isinstance(exc, openai.APIStatusError):
@@ -197,15 +204,20 @@ class OpenAIChatProvider(Provider):
         return self._limiter
 
     async def complete(self, request: VisionRequest) -> Completion:
-        charge = estimate_charge(_message_texts(request), [image.estimated_tokens for image in request.images],
-                                 request.max_tokens)
-        deadline = current_deadline()
-        if deadline is None:
-            deadline = time.monotonic() + self._default_deadline_seconds
-        (completion, rate_limit), stats = await call_with_retries(
-            lambda: self._attempt(request), limiter=self._limiter, charge=charge,
-            max_retries=self._max_retries, deadline=deadline)
-        return replace(self._to_completion(completion, rate_limit), call=stats.as_dict())
+        # One span and one structured log per call, its retries and quota waits included (shared.telemetry).
+        with model_call_span(deployment=self._deployment, model=self._model, provider=self.name) as call:
+            charge = estimate_charge(_message_texts(request), [image.estimated_tokens for image in request.images],
+                                     request.max_tokens)
+            call.charge_estimate = charge
+            deadline = current_deadline()
+            if deadline is None:
+                deadline = time.monotonic() + self._default_deadline_seconds
+            (completion, rate_limit), stats = await call_with_retries(
+                lambda: self._attempt(request), limiter=self._limiter, charge=charge,
+                max_retries=self._max_retries, deadline=deadline)
+            answer = replace(self._to_completion(completion, rate_limit), call=stats.as_dict())
+            call.record(answer)
+            return answer
 
     async def _attempt(self, request: VisionRequest) -> Answer[tuple[Any, dict[str, str]]]:
         """One HTTP call; SDK errors translated here, the one place."""

@@ -6,11 +6,16 @@ compare, sequence and the re-ask) reaches the model through a provider, and the 
 
 - Waiters are served first come, first served, one at a time, so a queue drains at the quota's
   pace instead of bursting.
+- A call is counted from when it is sent, as the service counts it from its arrival, not from its
+  answer (:mod:`shared.quota.bucket`).
 - A 429 pauses the deployment for the service's ``retry-after-ms`` / ``retry-after``: everyone
-  waiting resumes after the pause, in order, instead of each retrying on its own timer.
+  waiting resumes after the pause, in order, instead of each retrying on its own timer. The refused
+  call's reservation is given back (:meth:`DeploymentLimiter.refund`): the service did not charge it.
 - ``x-ratelimit-remaining-tokens`` / ``-requests`` on every response pull our count down to the
   service's (other clients and other instances spend the same quota), and, when no limit is
-  configured, teach us the limit: the largest ``remaining + this request`` seen.
+  configured, teach us the limit: the largest ``remaining + this request`` seen. Until the first
+  answer teaches it, calls are admitted at once but still counted, so the limit learnt applies to
+  the calls already in flight too (the service charged them on arrival, known limit or not).
 - A caller waits only up to its deadline; if admission is further away, it gets
   :class:`~shared.errors.ModelThrottled` at once, with the wait as ``retry_after``.
 
@@ -38,11 +43,18 @@ def default_rpm(tpm: float) -> float:
 
 @dataclass(frozen=True)
 class Admission:
-    """What admission cost a call: how long it waited, and the charge reserved (``entries``: for settling)."""
+    """What admission cost a call: how long it waited, and the charge reserved.
+
+    ``entries`` are the reservations (window, entry), for :meth:`DeploymentLimiter.refund`; ``at`` (when
+    the call was sent) and ``marks`` (each window's :meth:`QuotaWindow.mark` then) place the service's
+    ``x-ratelimit-remaining-*`` on its answer in time (see :meth:`QuotaWindow.observe_remaining`).
+    """
 
     waited_seconds: float
     charge: int
     entries: tuple[tuple[QuotaWindow, list[float]], ...] = ()
+    at: float | None = None
+    marks: tuple[float | None, float | None] = (None, None)
 
 
 def _header_number(headers: Mapping[str, str], name: str) -> float | None:
@@ -63,10 +75,12 @@ class DeploymentLimiter:
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.name = name
-        self.learning = tpm is None
-        self.tokens = QuotaWindow(tpm) if tpm else None
         rpm = rpm or (default_rpm(tpm) if tpm else None)
-        self.requests = QuotaWindow(rpm) if rpm else None
+        #: Limits not configured are learnt from the service's headers (None until the first answer).
+        self.learning = tpm is None
+        self._learning_requests = rpm is None
+        self.tokens = QuotaWindow(tpm or None)
+        self.requests = QuotaWindow(rpm or None)
         self._clock = clock
         self._sleep = sleep
         self._paused_until = 0.0
@@ -84,17 +98,13 @@ class DeploymentLimiter:
 
     def wait_time(self, charge: int, now: float) -> float:
         """Seconds until a call of ``charge`` tokens may start (0: now)."""
-        waits = [self._paused_until - now]
-        if self.tokens is not None:
-            waits.append(self.tokens.wait_time(charge, now))
-        if self.requests is not None:
-            waits.append(self.requests.wait_time(1, now))
+        waits = (self._paused_until - now, self.tokens.wait_time(charge, now), self.requests.wait_time(1, now))
         return max(0.0, *waits)
 
     def _queue_estimate(self, charge: int, now: float) -> float:
         """How long a newcomer would wait behind everyone queued: the Retry-After we give back."""
         wait = max(0.0, self._paused_until - now)
-        if self.tokens is not None:
+        if self.tokens.per_minute is not None:
             backlog = self._queued_tokens + charge + self.tokens.used(now) - self.tokens.capacity
             wait = max(wait, backlog / (self.tokens.per_minute / 60.0))
         return max(1.0, wait)
@@ -121,54 +131,41 @@ class DeploymentLimiter:
                         raise ModelThrottled(f"deployment {self.name!r} is at its quota for longer than this "
                                              "request's deadline", retry_after=max(1.0, wait))
                     await self._sleep(wait)
-                entries = []
-                if self.tokens is not None:
-                    entries.append((self.tokens, self.tokens.take(charge, now)))
-                if self.requests is not None:
-                    entries.append((self.requests, self.requests.take(1, now)))
-                return Admission(waited_seconds=now - start, charge=charge, entries=tuple(entries))
+                # Counted from now, when the call is sent, even while the limit is unknown: the service
+                # charges the call when it arrives, known limit or not.
+                entries = ((self.tokens, self.tokens.take(charge, now)), (self.requests, self.requests.take(1, now)))
+                return Admission(waited_seconds=now - start, charge=charge, entries=entries, at=now,
+                                 marks=(self.tokens.mark(now), self.requests.mark(now)))
             finally:
                 lock.release()
         finally:
             self._queued_tokens -= charge
 
-    def refund(self, charge: int) -> None:
-        """Give back a reservation whose call never reached the service (a connection refused)."""
-        now = self._clock()
-        if self.tokens is not None:
-            self.tokens.give_back(charge, now)
-        if self.requests is not None:
-            self.requests.give_back(1, now)
+    def refund(self, admission: Admission) -> None:
+        """The service refused the call without charging it (a 429 is not counted against the quota):
+        stop counting its reservation, so our count stays the service's."""
+        for window, entry in admission.entries:
+            window.discard(entry)
 
     def observe(self, headers: Mapping[str, str], charge: int, admission: Admission | None = None) -> None:
         """Adapt to the service's own count, from a response's ``x-ratelimit-remaining-*`` headers.
 
-        The admission's charge is counted from now on (see :meth:`QuotaWindow.settle`).
+        With the call's ``admission``, the service's figures are compared with everything we counted
+        since the call was sent (see :meth:`QuotaWindow.observe_remaining`); without it, with our count now.
         """
         now = self._clock()
-        if admission is not None:
-            for window, entry in admission.entries:
-                window.settle(entry, now)
+        at = admission.at if admission is not None else None
+        tokens_then, requests_then = admission.marks if admission is not None else (None, None)
         remaining_tokens = _header_number(headers, "x-ratelimit-remaining-tokens")
         remaining_requests = _header_number(headers, "x-ratelimit-remaining-requests")
         if remaining_tokens is not None:
             if self.learning:
-                seen = remaining_tokens + charge
-                if self.tokens is None:
-                    self.tokens = QuotaWindow(max(seen, 1.0))
-                    self.tokens.take(charge, now)
-                elif seen > self.tokens.per_minute:
-                    self.tokens.resize(seen)
-            self.tokens.observe_remaining(remaining_tokens, now)
+                self.tokens.learn(max(remaining_tokens + charge, 1.0))
+            self.tokens.observe_remaining(remaining_tokens, now, at=at, mark=tokens_then)
         if remaining_requests is not None:
-            if self.learning:
-                seen = remaining_requests + 1
-                if self.requests is None:
-                    self.requests = QuotaWindow(max(seen, 1.0))
-                    self.requests.take(1, now)
-                elif seen > self.requests.per_minute:
-                    self.requests.resize(seen)
-            self.requests.observe_remaining(remaining_requests, now)
+            if self._learning_requests:
+                self.requests.learn(max(remaining_requests + 1, 1.0))
+            self.requests.observe_remaining(remaining_requests, now, at=at, mark=requests_then)
 
     def pause(self, seconds: float) -> None:
         """The service said 429: nobody calls this deployment for ``seconds``, then the queue resumes in order."""

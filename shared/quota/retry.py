@@ -4,7 +4,12 @@ The openai SDK's own retries are turned off (``max_retries=0``) so that two laye
 
 - Throttling (429) pauses the deployment for the service's ``retry-after`` and retries as soon as
   the limiter admits the call again, for as long as the deadline allows: throttling is the service
-  saying "later", not "no".
+  saying "later", not "no". The refused try's reservation is given back (Azure does not charge a
+  429 against the quota), so the retry is not counted twice.
+- Connection failures keep their reservation: a connection refused never reached the service, but
+  a connection dropped mid-answer did, and the SDK raises the same ``APIConnectionError`` for both.
+  Only the provider, where SDK errors are translated, can tell them apart (a ``ConnectError`` of the
+  SDK's HTTP client underneath); until its error says so, keeping the reservation errs on the safe side.
 - Server errors (5xx), timeouts and connection failures are retried with exponential backoff and
   full jitter, at most ``max_retries`` times, within the deadline.
 - Everything else (bad requests, content filtering, unusable answers, credentials) is final.
@@ -119,7 +124,12 @@ async def call_with_retries(
             except ModelThrottled as exc:
                 stats.throttled += 1
                 policy.service_throttles.add(id(exc))
+                limiter.refund(admission)  # the service did not count a call it refused
                 limiter.pause(exc.retry_after if exc.retry_after is not None else 1.0)
+                raise
+            except ModelUnavailable as exc:
+                if not exc.sent:
+                    limiter.refund(admission)  # the connection was refused: the service counted nothing
                 raise
             limiter.observe(answer.headers, charge, admission)
             return answer.value, stats
