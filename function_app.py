@@ -3,7 +3,14 @@
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from shared.blob.trigger import blob_source, handle_blob_event, images_connection, input_path
+from shared.blob.trigger import (
+    BACKFILL_SCHEDULE,
+    blob_source,
+    handle_blob_event,
+    images_connection,
+    input_path,
+    run_backfill,
+)
 from shared.http.app import app as api
 from shared.http.app import functions_asgi
 
@@ -13,3 +20,8 @@ app = func.AsgiFunctionApp(app=functions_asgi, http_auth_level=func.AuthLevel.FU
 @app.blob_trigger(arg_name="client", path=input_path(), connection=images_connection(), source=blob_source())
 async def on_image_uploaded(client: blob.BlobClient) -> None:
     await handle_blob_event(client, api.state.services)
+
+
+@app.timer_trigger(arg_name="timer", schedule=BACKFILL_SCHEDULE, run_on_startup=False, use_monitor=True)
+async def backfill_pending_blobs(timer: func.TimerRequest) -> None:
+    await run_backfill(api.state.services)

@@ -157,7 +157,9 @@ def index_like_the_worker(environ: dict[str, str]) -> list[dict]:
 def test_function_metadata_as_the_host_receives_it_in_azure():
     settings = bicep_app_settings()
     metadata = {m["name"]: m for m in index_like_the_worker(settings)}
-    assert set(metadata) == {"http_app_func", "on_image_uploaded"}
+    assert set(metadata) == {"http_app_func", "on_image_uploaded", "backfill_pending_blobs"}
+    [timer] = metadata["backfill_pending_blobs"]["bindings"]
+    assert (timer["type"], timer["schedule"], timer["runOnStartup"]) == ("timerTrigger", "0 10 0 * * *", False)
     assert all(Path(m["script_file"]).name == "function_app.py" for m in metadata.values())
 
     http = {b["type"]: b for b in metadata["http_app_func"]["bindings"]}

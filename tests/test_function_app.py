@@ -88,3 +88,19 @@ async def test_analyze_through_the_functions_asgi_adapter(make_settings, aoai, c
     response = await middleware.handle_async(bad, None)
     assert response.status_code == 415
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_the_backfill_timer_does_every_blob_left_without_a_result(storage_connection_string, containers):
+    """What the daily timer runs: blobs deferred by the budget or missed by Event Grid get their result."""
+    from shared.blob.trigger import run_backfill
+    from shared.config import Settings
+    from shared.services import Services
+    from tests.conftest import distinct_png, upload
+
+    settings = Settings.from_mapping({"VISION_PROVIDER": "local", "VISION_CACHE_ENABLED": "false",
+                                      "AzureWebJobsStorage": storage_connection_string, **containers})
+    async with Services(settings) as services:
+        services.pipeline.ensure_containers()
+        upload(services.pipeline, "describe/missed.png", distinct_png(7))
+        await run_backfill(services)
+        assert services.pipeline.read_result("describe/missed.png")["status"] == "succeeded"

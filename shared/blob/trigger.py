@@ -14,12 +14,18 @@ from typing import TYPE_CHECKING
 
 import azure.functions as func
 
+from shared.blob.watch import process
+
 if TYPE_CHECKING:
     from azure.storage.blob import BlobClient
 
     from shared.services import Services
 
 log = logging.getLogger(__name__)
+
+#: When the backfill timer runs (NCRONTAB, UTC): ten minutes after the daily spend budget resets, so blobs
+#: deferred by the budget (their deliveries long used up by the host's retries) are done that day.
+BACKFILL_SCHEDULE = "0 10 0 * * *"
 
 
 def input_path(environ: dict[str, str] | None = None) -> str:
@@ -50,3 +56,13 @@ async def handle_blob_event(blob: BlobClient, services: Services) -> None:
     """
     outcome = await services.pipeline.handle(blob)
     log.info("blob %s: %s%s", outcome.name, outcome.status, f" ({outcome.reason})" if outcome.reason else "")
+
+
+async def run_backfill(services: Services) -> None:
+    """The backfill timer's body: every blob of the input container without a final result, once.
+
+    Blobs wait for it when the daily spend budget deferred them past the host's redeliveries, or when an
+    Event Grid delivery was lost; claims keep it from doubling work a delivery is doing.
+    """
+    summary = await process(services.pipeline, progress=False)
+    log.info("backfill: %s", summary.line())

@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("azure", "httpx", "httpx2", "openai"):
+    # The per-call records of shared.telemetry are for Application Insights (their fields are custom
+    # dimensions); on a terminal they would be a bare "answer" line per image.
+    for noisy in ("azure", "httpx", "httpx2", "openai", "shared.telemetry"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if inspect.iscoroutinefunction(args.handler):
