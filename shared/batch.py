@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import islice, takewhile
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from typing import Any
 from tqdm import tqdm
 
 from shared.analysis import AnalysisOptions, Analyzer, validate_options
+from shared.documents.reader import sniff_document
 from shared.errors import (
     BudgetExhausted,
     ContentFiltered,
@@ -227,6 +228,8 @@ async def _analyze_one(analyzer: Analyzer, path: Path, key: str, options: Analys
     record: dict[str, Any] = {"id": key, "path": str(path)}
     try:
         data = await asyncio.to_thread(_read_capped, path, analyzer.settings.max_image_bytes)
+        if options.pages and await asyncio.to_thread(sniff_document, data) is None:
+            options = replace(options, pages=None)  # --pages selects documents' pages; an image is read whole
         # A batch item can wait minutes for its turn at the deployment's quota, unlike an HTTP caller.
         with deadline_in(analyzer.settings.background_deadline_seconds):
             return {**record, "success": True, "result": await analyzer.analyze(data, options)}

@@ -231,11 +231,13 @@ async def test_batch_reads_documents_next_to_images(local_analyzer, tmp_path, in
     (folder / "scan.tiff").write_bytes(documents.multipage_tiff())
     (folder / "locked.pdf").write_bytes(documents.encrypted())
     out = tmp_path / "out.jsonl"
-    summary = await run_batch(local_analyzer, folder, out, AnalysisOptions(task="ocr"), progress=False)
+    (folder / "photo.png").write_bytes(distinct_png(5))
+    summary = await run_batch(local_analyzer, folder, out, AnalysisOptions(task="ocr", pages="2-3"), progress=False)
     lines = {line["id"]: line for line in map(json.loads, out.read_text().splitlines())}
-    assert (summary.succeeded, summary.failed) == (2, 1)
-    assert "--- Page 2 ---" in lines["statement.pdf"]["result"]["analysis"]
-    assert lines["scan.tiff"]["result"]["document"]["page_count"] == 3
+    assert (summary.succeeded, summary.failed) == (2, 2)  # a 2-page PDF has no page 3: a clear error, as over HTTP
+    assert lines["statement.pdf"]["error"]["type"].endswith("/problems/invalid-parameter")
+    assert [p["page"] for p in lines["scan.tiff"]["result"]["document"]["pages"]] == [2, 3]
+    assert lines["photo.png"]["success"] is True  # --pages selects documents' pages; an image is read whole
     assert lines["locked.pdf"]["error"]["type"].endswith("/problems/unreadable-document")
 
 

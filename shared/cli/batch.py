@@ -23,7 +23,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise InputError(f"--concurrency must be at least 1; got {args.concurrency}")
     options = AnalysisOptions(prompt=args.prompt, detail=args.detail, task=args.task,
-                              max_tokens=parse_max_tokens(args.max_tokens))
+                              max_tokens=parse_max_tokens(args.max_tokens), pages=args.pages)
     async with Services(load_settings()) as services:  # closes the analyzer, then its credential
         summary = await run_batch(services.analyzer, Path(args.dir), Path(args.out), options,
                                   concurrency=args.concurrency, resume=args.resume, recursive=args.recursive,
@@ -66,6 +66,7 @@ def add_batch_parser(subparsers: Any) -> None:
     batch.add_argument("--detail", choices=DETAILS, help="image detail; chosen from task and size when absent")
     batch.add_argument("--task", choices=TASKS, help="what the analysis is for; steers the detail choice")
     batch.add_argument("--max-tokens", help="upper bound of each answer's length in tokens")
+    batch.add_argument("--pages", help="pages of each PDF or multi-page TIFF, e.g. 1-3,7 [all]; images are read whole")
     batch.add_argument("--concurrency", type=int, default=4, help="images analysed at once [4]")
     existing = batch.add_mutually_exclusive_group()
     existing.add_argument("--resume", action="store_true",
