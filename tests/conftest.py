@@ -275,14 +275,17 @@ def ocr_once(monkeypatch):
 @pytest.fixture(autouse=True)
 def fresh_quota_limiters():
     """Each test starts with no deployment paused, learnt or resting: process limiters and breakers outlive a test."""
+    from shared.providers.local import forget_recent_pages
     from shared.quota.breaker import forget_process_breakers
     from shared.quota.limiter import forget_process_limiters
 
     forget_process_limiters()
     forget_process_breakers()
+    forget_recent_pages()
     yield
     forget_process_limiters()
     forget_process_breakers()
+    forget_recent_pages()
 
 
 PROBLEM = "application/problem+json"

@@ -257,3 +257,16 @@ async def test_a_document_falls_back_to_the_local_engine_when_the_model_is_down(
     result = await analyzer.analyze(invoice_pdf, AnalysisOptions(task="ocr"))
     assert result["degraded"] is True and result["provider"] == "local"
     assert "--- Page 2 ---" in result["analysis"] and "Red gadget" in result["analysis"]
+
+
+async def test_a_page_read_once_is_not_read_again(local_analyzer, monkeypatch):
+    """Per-page work is reused: OCR of a scanned page serves the next request about it (another task, another range)."""
+    from shared.offline import engine
+
+    calls = []
+    real = engine.ocr
+    monkeypatch.setattr(engine, "ocr", lambda image: calls.append(1) or real(image))
+    tiff = documents.multipage_tiff()
+    await local_analyzer.analyze(tiff, AnalysisOptions(task="ocr", pages="1-2"))
+    await local_analyzer.analyze(tiff, AnalysisOptions(task="ocr", pages="2-3"))
+    assert len(calls) == 3  # pages 1, 2, then only 3: page 2 was remembered

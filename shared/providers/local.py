@@ -31,7 +31,10 @@ image gives the same answer. The OCR runs in a worker thread (CPU-bound, ~0.5-2 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import threading
+from collections import OrderedDict
 from importlib import metadata
 from typing import Any
 
@@ -160,11 +163,34 @@ def _read(request: VisionRequest) -> tuple[list[engine.TextBox], list[tuple[int,
     return stack_pages(list(zip(request.pages, _page_boxes(request), strict=True)))
 
 
+#: Pages read recently, by the SHA-256 of the image: a document asked again with another page range or
+#: task (OCR, then the invoice) does not OCR the same page twice. Boxes are small; 256 pages is a few MiB.
+_RECENT_PAGES: OrderedDict[bytes, list[engine.TextBox]] = OrderedDict()
+_RECENT_LIMIT = 256
+_recent_lock = threading.Lock()
+
+
+def forget_recent_pages() -> None:
+    """Drop the remembered pages (tests start each from a fresh engine)."""
+    with _recent_lock:
+        _RECENT_PAGES.clear()
+
+
 def _ocr(data: bytes) -> list[engine.TextBox]:
-    """OCR, with engine failures (not input errors) reported as a model error rather than a 500."""
+    """OCR (or a recent page's boxes), with engine failures (not input errors) reported as a model error."""
+    digest = hashlib.sha256(data).digest()
+    with _recent_lock:
+        if digest in _RECENT_PAGES:
+            _RECENT_PAGES.move_to_end(digest)
+            return list(_RECENT_PAGES[digest])
     try:
-        return engine.ocr(data)
+        boxes = engine.ocr(data)
     except VisionError:
         raise
     except Exception as exc:
         raise ModelError(f"the local OCR engine failed: {type(exc).__name__}: {str(exc)[:200]}") from exc
+    with _recent_lock:
+        _RECENT_PAGES[digest] = list(boxes)
+        while len(_RECENT_PAGES) > _RECENT_LIMIT:
+            _RECENT_PAGES.popitem(last=False)
+    return boxes
