@@ -135,7 +135,7 @@ class Analyzer:
         started = time.perf_counter()
         options = validate_options(options, self.settings)
         self.check_upload(data)
-        key = self.key_for(data, options, **({"pages": options.pages} if options.pages else {}))
+        key = await self.make_key(data, options, **({"pages": options.pages} if options.pages else {}))
         if allow_fallback is None:
             allow_fallback = self.settings.local_fallback == "all"
 
@@ -223,6 +223,11 @@ class Analyzer:
         primary = self.settings.deployment_name or ""
         return AnswerKey(key(primary, self.provider.model), primary, key)
 
+    async def make_key(self, data: bytes, options: AnalysisOptions, **extra: str) -> AnswerKey:
+        """:meth:`key_for` in a worker thread: hashing a 20 MiB upload takes tens of milliseconds, which the
+        event loop (shared by every request and the blob trigger) must not spend."""
+        return await asyncio.to_thread(self.key_for, data, options, **extra)
+
     async def cached(self, key: AnswerKey, compute: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
         """``compute()`` at most once per key: served from the cache, or shared with a call in flight.
 
@@ -283,19 +288,18 @@ class Analyzer:
         provider = provider or self.provider
         detail = provider.preferred_detail or detail
         quality = provider.preferred_jpeg_quality or self.settings.jpeg_quality
-        if detail is None:
-            width, height, _ = image_size(data)
-            detail = select_detail_level(task, width, height)
-        return await asyncio.to_thread(
-            prepare_image,
-            data,
-            detail,
-            model=model or self.settings.estimation_model,
-            max_pixels=self.settings.max_image_pixels,
-            jpeg_quality=quality,
-            model_overrides=self.model_overrides,
-            to_service_view=provider.shrinks_to_service_view,
-        )
+
+        def work() -> PreparedImage:  # in a worker thread: header parsing included, Pillow never runs on the loop
+            chosen = detail
+            if chosen is None:
+                width, height, _ = image_size(data)
+                chosen = select_detail_level(task, width, height)
+            return prepare_image(data, chosen, model=model or self.settings.estimation_model,
+                                 max_pixels=self.settings.max_image_pixels, jpeg_quality=quality,
+                                 model_overrides=self.model_overrides,
+                                 to_service_view=provider.shrinks_to_service_view)
+
+        return await asyncio.to_thread(work)
 
     def estimate_cost(self, usage: Usage, model: str | None = None) -> float:
         """USD for ``usage`` at ``model``'s prices (default: the model the settings name)."""

@@ -382,8 +382,8 @@ async def extract(
         max_tokens=max_tokens if max_tokens is not None else default_max_tokens(analyzer), pages=pages,
     ), analyzer.settings)
     analyzer.check_upload(data)
-    key = analyzer.key_for(data, options, kind=kind, schema=target.schema_hash,
-                           **({"pages": options.pages} if options.pages else {}))
+    key = await analyzer.make_key(data, options, kind=kind, schema=target.schema_hash,
+                                  **({"pages": options.pages} if options.pages else {}))
 
     async def compute() -> dict[str, Any]:
         assert options.max_tokens is not None

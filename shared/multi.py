@@ -153,7 +153,7 @@ async def compare(analyzer: Analyzer, images: list[bytes], prompt: str | None = 
         raise InvalidParameter("images", f"the {len(images)} images need about {sum(estimates)} image tokens "
                                f"({', '.join(map(str, estimates))}), over the limit of {token_limit} "
                                "(VISION_MAX_IMAGE_TOKENS); send fewer images or use detail=low")
-    key = analyzer.key_for(_images_key(images), options, kind="compare")
+    key = await analyzer.make_key(await asyncio.to_thread(_images_key, images), options, kind="compare")
 
     decoding = asyncio.Semaphore(COMPARE_DECODE_CONCURRENCY)
 
@@ -213,7 +213,7 @@ async def sequence(analyzer: Analyzer, images: list[bytes], prompt: str | None =
     synthesis_prompt = (f"The analyses were asked: {options.prompt}\n\n{text}\n\nGive the common themes, the changes "
                         "across the sequence, the key insights and your recommendations.")
     synthesis_options = AnalysisOptions(prompt=options.prompt, detail="", max_tokens=default_max_tokens(analyzer))
-    key = analyzer.key_for(text.encode("utf-8"), synthesis_options, kind="sequence-synthesis")
+    key = await analyzer.make_key(text.encode("utf-8"), synthesis_options, kind="sequence-synthesis")
     fmt, _ = model_format(Synthesis, "sequence_synthesis")
 
     async def compute() -> dict[str, Any]:

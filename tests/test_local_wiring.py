@@ -108,3 +108,36 @@ async def test_drop_a_file_with_no_cloud_account(containers, storage_connection_
     assert outcome.status == "succeeded"
     assert document["provider"] == "local" and "degraded" not in document
     assert "inv-2024-0042" in squeeze(document["analysis"])
+
+
+async def test_ocr_runs_on_its_own_thread_and_the_key_is_hashed_off_the_loop(monkeypatch, png_bytes):
+    """CPU work never runs on the event loop the routes and the blob trigger share: the cache key's SHA-256 in a
+    worker thread, OCR in the engine's own executor (so queued OCR cannot take the default pool's threads)."""
+    import threading
+
+    from shared import analysis
+    from shared.analysis import AnalysisOptions
+    from shared.config import Settings
+    from shared.offline import engine
+    from shared.services import build_analyzer
+
+    seen: dict[str, str] = {}
+    real_key, real_ocr = analysis.cache_key, engine.ocr
+
+    def key(*args, **kwargs):
+        seen["key"] = threading.current_thread().name
+        return real_key(*args, **kwargs)
+
+    def ocr(image):
+        seen["ocr"] = threading.current_thread().name
+        return real_ocr(image)
+
+    monkeypatch.setattr(analysis, "cache_key", key)
+    monkeypatch.setattr(engine, "ocr", ocr)
+    analyzer = build_analyzer(Settings.from_mapping({"VISION_PROVIDER": "local", "VISION_CACHE_ENABLED": "false"}))
+    try:
+        await analyzer.analyze(png_bytes, AnalysisOptions(task="ocr"))
+    finally:
+        await analyzer.aclose()
+    assert seen["key"] != threading.main_thread().name
+    assert seen["ocr"].startswith("ocr")

@@ -31,12 +31,15 @@ image gives the same answer. The OCR runs in a worker thread (CPU-bound, ~0.5-2 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
-from typing import Any
+from typing import Any, TypeVar
 
 from shared.documents.prepare import page_of, stack_pages
 from shared.errors import ModelError, NotSupported, VisionError
@@ -92,7 +95,7 @@ class LocalProvider(Provider):
                     f"the local engine extracts only invoices, tables and simple schemas (got task {task!r}); "
                     f"{ENABLE_A_MODEL}"
                 )
-            text, provenance = await asyncio.to_thread(self._extract, request, task)
+            text, provenance = await _in_ocr_thread(self._extract, request, task)
             return self._completion(text, provenance)
         if task not in TEXT_TASKS:
             raise NotSupported(f"the local engine has no {task!r} task; {ENABLE_A_MODEL}")
@@ -101,7 +104,7 @@ class LocalProvider(Provider):
                 "the local engine (OCR and image facts, no language model) cannot answer a free-form prompt; "
                 f"use the default prompt or a task, or {ENABLE_A_MODEL}"
             )
-        text = await asyncio.to_thread(self._answer, request.images[0].data, request, task)
+        text = await _in_ocr_thread(self._answer, request.images[0].data, request, task)
         return self._completion(text, {})
 
     def _completion(self, text: str, provenance: dict[str, Any]) -> Completion:
@@ -161,6 +164,17 @@ def _read(request: VisionRequest) -> tuple[list[engine.TextBox], list[tuple[int,
     if not request.pages:
         return _ocr(request.images[0].data), []
     return stack_pages(list(zip(request.pages, _page_boxes(request), strict=True)))
+
+
+#: The offline engine's own thread: OCR takes seconds of CPU per page and the engine runs one page at a
+#: time anyway (ONNX Runtime spreads each over every core), so concurrent OCR requests queue here instead
+#: of each holding a thread of the default pool that storage calls and image preparation need.
+OCR_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocr")
+T = TypeVar("T")
+
+
+async def _in_ocr_thread(function: Callable[..., T], *args: Any) -> T:
+    return await asyncio.get_running_loop().run_in_executor(OCR_EXECUTOR, functools.partial(function, *args))
 
 
 #: Pages read recently, by the SHA-256 of the image: a document asked again with another page range or
