@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
@@ -188,3 +189,30 @@ def test_stacked_pages_continue_one_line_below_and_map_back_to_their_page():
     back = page_of(stacked[2].as_provenance(), spans)
     assert back["page"] == 2 and back["box"][0] == [10, 40]
     assert page_of(stacked[0].as_provenance(), spans)["page"] == 1
+
+
+def test_text_runs_are_joined_into_phrases_as_ocr_boxes_them():
+    from shared.documents.reader import Run, merge_runs
+
+    letters = [Run(100 + 6 * i, 700, 105.5 + 6 * i, 710, c) for i, c in enumerate("Total")]
+    words = [Run(100, 680, 130, 690, "Invoice"), Run(133, 680, 150, 690, "No:"), Run(154, 680, 194, 690, "A-42")]
+    column = [Run(400, 700, 440, 710, "120.00")]  # far right of "Total": a value, not the same phrase
+    merged = merge_runs(letters + words + column)
+    assert [run.text for run in merged] == ["Total", "120.00", "Invoice No: A-42"]
+    assert merged[0].left == 100 and merged[0].right == 105.5 + 24
+
+
+def test_a_scanned_tiff_with_large_pages_is_read_page_after_page():
+    from PIL import ImageDraw
+
+    frames = []
+    for text in ("one", "two", "three"):
+        frame = Image.new("RGB", (3000, 2000), "white")
+        ImageDraw.Draw(frame).text((100, 100), text, fill="black")
+        frames.append(frame)
+    buffer = io.BytesIO()
+    frames[0].save(buffer, "TIFF", save_all=True, append_images=frames[1:], compression="tiff_lzw")
+    data = buffer.getvalue()
+    pages = prepare_pages(data, inspect(data), "high", model="gpt-4o", jpeg_quality=85)
+    assert [p.number for p in pages] == [1, 2, 3]
+    assert all((p.image.width, p.image.height) == (1152, 768) for p in pages)  # the service's view of 2048x1365

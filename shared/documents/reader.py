@@ -166,19 +166,78 @@ def _text_layer(page: pdfium.PdfPage, scale: float) -> tuple[TextBox, ...] | Non
         width, height = page.get_size()  # as displayed
         rotation = page.get_rotation() % 360
         unrotated_w, unrotated_h = (height, width) if rotation in (90, 270) else (width, height)
-        boxes = []
+        runs = []
         for index in range(textpage.count_rects()):
             left, bottom, right, top = textpage.get_rect(index)
             text = " ".join(textpage.get_text_bounded(left, bottom, right, top).split())
             if text:
-                x0, y0, x1, y1 = _to_display(left, bottom, right, top, rotation, unrotated_w, unrotated_h)
-                corners = ((x0 * scale, y0 * scale), (x1 * scale, y0 * scale),
-                           (x1 * scale, y1 * scale), (x0 * scale, y1 * scale))
-                boxes.append(TextBox(text=text, confidence=1.0, box=corners))
+                runs.append(Run(left, bottom, right, top, text))
     finally:
         textpage.close()
+    boxes = []
+    for run in merge_runs(runs):
+        x0, y0, x1, y1 = _to_display(run.left, run.bottom, run.right, run.top, rotation, unrotated_w, unrotated_h)
+        corners = ((x0 * scale, y0 * scale), (x1 * scale, y0 * scale),
+                   (x1 * scale, y1 * scale), (x0 * scale, y1 * scale))
+        boxes.append(TextBox(text=run.text, confidence=1.0, box=corners))
     visible = sum(len(box.text.replace(" ", "")) for box in boxes)
     return tuple(boxes) if visible >= MIN_TEXT_LAYER_CHARS else None
+
+
+@dataclass(frozen=True)
+class Run:
+    """A piece of a text layer in PDF page space (points, origin bottom left)."""
+
+    left: float
+    bottom: float
+    right: float
+    top: float
+    text: str
+
+    @property
+    def height(self) -> float:
+        return max(self.top - self.bottom, 1e-6)
+
+    @property
+    def middle(self) -> float:
+        return (self.top + self.bottom) / 2
+
+
+#: Runs on one line closer than this many line heights are one phrase (as OCR would box them); wider
+#: gaps are columns (a label and its value, table cells) and stay apart.
+MERGE_GAP = 0.8
+#: A gap under this many line heights is inside a word (no space is added); over it, a word space.
+WORD_GAP = 0.15
+
+
+def merge_runs(runs: list[Run]) -> list[Run]:
+    """Text runs joined into phrases: some PDFs place every character (or word) on its own, which no
+    label matching survives. Runs on the same line (vertical middles within half a height) that nearly
+    touch are merged, with a space where the gap is a word space; line order is top to bottom."""
+    lines: list[list[Run]] = []
+    for run in sorted(runs, key=lambda r: (-r.middle, r.left)):
+        line = lines[-1] if lines else None
+        if line and abs(line[0].middle - run.middle) < 0.5 * min(line[0].height, run.height):
+            line.append(run)
+        else:
+            lines.append([run])
+    merged: list[Run] = []
+    for line in lines:
+        current: Run | None = None
+        for run in sorted(line, key=lambda r: r.left):
+            height = max(run.height, current.height) if current else run.height
+            gap = run.left - current.right if current else 0.0
+            if current is not None and gap < MERGE_GAP * height:
+                space = " " if gap >= WORD_GAP * height and not current.text.endswith(" ") else ""
+                current = Run(current.left, min(current.bottom, run.bottom), max(current.right, run.right),
+                              max(current.top, run.top), current.text + space + run.text)
+            else:
+                if current is not None:
+                    merged.append(current)
+                current = run
+        if current is not None:
+            merged.append(current)
+    return merged
 
 
 def _to_display(left: float, bottom: float, right: float, top: float, rotation: int, width: float,
@@ -204,9 +263,9 @@ def _tiff_pages(data: bytes, info: DocumentInfo, max_side: Callable[[PageSize], 
                 frame = frames[number - 1]
                 frame.load()
                 page = to_rgb(frame)
+                if page is frame:  # the frame belongs to the open file, which the next page reads: work on a copy
+                    page = frame.copy()
                 side = max_side(size)
                 if max(page.size) > side:
                     page.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=2.0)
-                elif page is frame:
-                    page = frame.copy()
             yield RenderedPage(number=number, image=page, size=size, words=None)
