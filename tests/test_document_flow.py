@@ -270,3 +270,16 @@ async def test_a_page_read_once_is_not_read_again(local_analyzer, monkeypatch):
     await local_analyzer.analyze(tiff, AnalysisOptions(task="ocr", pages="1-2"))
     await local_analyzer.analyze(tiff, AnalysisOptions(task="ocr", pages="2-3"))
     assert len(calls) == 3  # pages 1, 2, then only 3: page 2 was remembered
+
+
+async def test_the_json_body_takes_a_base64_pdf_and_its_pages(make_client, invoice_pdf):
+    import base64
+
+    from shared.config import Settings
+
+    client = await make_client(Settings.from_mapping(LOCAL))
+    body = {"image": "data:application/pdf;base64," + base64.b64encode(invoice_pdf).decode(), "pages": "2",
+            "schema": {"type": "object", "properties": {"total": {"type": "number"}}}}
+    response = await client.post("/api/extract", json=body)
+    assert response.status_code == 200, response.text
+    assert [p["page"] for p in response.json()["document"]["pages"]] == [2]
