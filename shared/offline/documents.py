@@ -22,6 +22,7 @@ import statistics
 from typing import Any
 
 from shared.offline.engine import TextBox, group_lines
+from shared.offline.labels import FIELDS, label_pattern
 from shared.offline.values import date_order, find_currency, parse_amount, parse_date
 
 # --- label: value -----------------------------------------------------------------------------------
@@ -167,14 +168,8 @@ def _label(pattern: str) -> re.Pattern[str]:
 
 
 LABELS = {
-    "invoice_number": _label(r"(?:invoice|inv|bill)\.?\s*(?:no\b\.?|number|num\b|nr\b|#)|invoice\s*#"),
-    "invoice_date": _label(r"invoice\s*date|date\s*of\s*issue|issue\s*date|date\s*issued"
-                           r"|date(?!\s*(?:due|of\s*(?:delivery|supply|service|birth)))"),
-    "due_date": _label(r"due\s*date|payment\s*due|date\s*due|due\s*by|pay\s*by|due"),
-    "subtotal": _label(r"sub\s*-?\s*total|net\s*(?:total|amount)|total\s*(?:net|excl\w*)"),
-    "tax": _label(r"(?:total\s*)?(?:vat|tax|gst|hst|sales\s*tax)(?!\s*(?:id|no\b|number|reg|#))"),
-    "total": _label(r"grand\s*total|total\s*amount|total(?!\s*(?:tax|vat|net|excl|due))"),
-    "amount_due": _label(r"amount\s*due|balance\s*due|total\s*due|amount\s*payable"),
+    # Invoice numbers, dates and amounts in every language of shared.offline.labels (one table per language).
+    **{field: label_pattern(field) for field in FIELDS},
     "tax_id": _label(r"vat\s*(?:no\b\.?|number|reg\w*(?:\s*no\b\.?)?|id)|tax\s*(?:id|no\b\.?|number)|tin|ein|abn"),
     # A colon is required after the common words, or "From 1 March" and "Customer No: 12" would be names.
     "vendor": _label(r"(?:from|vendor|seller|supplier)\s*:|sold\s*by|bill\s*from"),
@@ -186,6 +181,18 @@ _ITEM_FIELDS = (("unit_price", r"unit\s*price|price|rate|unit\s*cost|each"),
 _SUMMARY = ("subtotal", "tax", "total", "amount_due")
 _INVOICE_WORDS = re.compile(r"\s*(?:tax\s*)?(?:invoice|receipt|bill|statement)\s*$", re.I)
 _REFERENCE = re.compile(r"[A-Z0-9][A-Z0-9/_.-]{0,39}", re.I)
+
+
+_CENTS = re.compile(r"\d[.,]\d{2}(?!\d)")
+
+
+def parse_money(text: str) -> float | None:
+    """An amount written as money (with cents: ``120.00``, ``1.589,80``), else None.
+
+    Invoice sums are printed with two decimals; a bare integer next to a "Total" or "Summe" label is a
+    quantity, a column number or a count far more often than a sum, and a wrong total is worse than none.
+    """
+    return parse_amount(text) if _CENTS.search(text) else None
 
 
 def _reference(text: str) -> str | None:
@@ -262,7 +269,7 @@ def invoice_from_boxes(boxes: list[TextBox]) -> tuple[dict[str, Any], dict[str, 
     parsers: dict[str, Any] = {
         "invoice_number": _reference,
         "invoice_date": lambda t: parse_date(t, day_first=order), "due_date": lambda t: parse_date(t, day_first=order),
-        "subtotal": parse_amount, "tax": parse_amount, "total": parse_amount, "amount_due": parse_amount,
+        "subtotal": parse_money, "tax": parse_money, "total": parse_money, "amount_due": parse_money,
         "tax_id": _tax_id, "vendor": lambda t: t.strip() or None, "customer": lambda t: t.strip() or None,
     }
     found: dict[str, tuple[Any, TextBox]] = {}
