@@ -79,6 +79,11 @@ class Completion:
     pricing_model: str | None = None
 
 
+#: What a provider declares about itself (the class attributes below); a wrapper copies them all.
+CAPABILITIES = ("name", "supports_images", "max_images_per_request", "deterministic", "preferred_detail",
+                "preferred_jpeg_quality", "max_pages_per_request", "reads_text_layers", "shrinks_to_service_view")
+
+
 class Provider(abc.ABC):
     """A model that can look at images. Subclasses implement :meth:`complete` and declare what differs.
 
@@ -102,6 +107,12 @@ class Provider(abc.ABC):
     max_pages_per_request: int = 10
     #: Takes a digital PDF's text layer as boxes (``VisionRequest.text_layers``) instead of as prompt text.
     reads_text_layers: bool = False
+
+    def declare_capabilities_of(self, inner: Provider) -> None:
+        """Declare ``inner``'s capabilities as this provider's own: for providers that wrap another
+        (fallback deployments, the spend budget), so the services see exactly what answers."""
+        for capability in CAPABILITIES:
+            setattr(self, capability, getattr(inner, capability))
 
     @property
     def model(self) -> str:

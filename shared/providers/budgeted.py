@@ -29,43 +29,7 @@ class BudgetedProvider(Provider):
         self.inner = inner
         self.budget = budget
         self.pricing = pricing
-
-    # The capabilities are the inner provider's (properties shadow the base class's defaults).
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    @property
-    def supports_images(self) -> bool:
-        return self.inner.supports_images
-
-    @property
-    def max_images_per_request(self) -> int:
-        return self.inner.max_images_per_request
-
-    @property
-    def deterministic(self) -> bool:
-        return self.inner.deterministic
-
-    @property
-    def preferred_detail(self) -> str | None:
-        return self.inner.preferred_detail
-
-    @property
-    def preferred_jpeg_quality(self) -> int | None:
-        return self.inner.preferred_jpeg_quality
-
-    @property
-    def max_pages_per_request(self) -> int:
-        return self.inner.max_pages_per_request
-
-    @property
-    def reads_text_layers(self) -> bool:
-        return self.inner.reads_text_layers
-
-    @property
-    def shrinks_to_service_view(self) -> bool:
-        return self.inner.shrinks_to_service_view
+        self.declare_capabilities_of(inner)
 
     @property
     def model(self) -> str:

@@ -38,14 +38,7 @@ class FailoverProvider(Provider):
         if not deployments:
             raise ValueError("at least the primary deployment is needed")
         self._deployments = deployments
-        primary = deployments[0][0]
-        self.name = primary.name
-        self.supports_images = primary.supports_images
-        self.max_images_per_request = primary.max_images_per_request
-        self.deterministic = primary.deterministic
-        self.max_pages_per_request = primary.max_pages_per_request
-        self.reads_text_layers = primary.reads_text_layers
-        self.shrinks_to_service_view = primary.shrinks_to_service_view
+        self.declare_capabilities_of(deployments[0][0])
 
     @property
     def primary(self) -> OpenAIChatProvider:
