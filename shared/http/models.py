@@ -70,11 +70,8 @@ class ImageModel(BaseModel):
     saved_bytes: int | None = Field(default=None, description="Upload bytes the model call does not carry")
 
 
-#: The problems of the extraction and multi-image routes, documented once for both.
-DOCUMENT_PROBLEMS = problem_responses({
-    400: "Bad parameters, or a schema strict structured outputs cannot take (names keyword and pointer)",
-    413: "An image over VISION_MAX_IMAGE_BYTES, images together over VISION_MAX_TOTAL_BYTES, or a document "
-         "with more pages than one request takes (/problems/too-many-pages: choose some with pages=)",
+#: What every route that takes uploads answers alike, documented once.
+UPLOAD_PROBLEMS = {
     415: "Not a supported image or document (decided from the bytes)",
     422: "Image cannot be decoded or exceeds the pixel limit; a document is encrypted, damaged, empty "
          "(/problems/unreadable-document) or has a page larger than any paper (/problems/page-too-large); "
@@ -82,8 +79,16 @@ DOCUMENT_PROBLEMS = problem_responses({
     429: "The model service is throttling (/problems/model-throttled), or today's spend budget is used up "
          "(/problems/budget-exhausted: spent_usd, budget_usd, resets_at); see Retry-After",
     501: "The offline engine cannot do this (names the settings that enable a model)",
-    502: "The model's output was still invalid after one re-ask (raw_reply, errors), or unusable",
     503: "No model service configured, or it is down (see Retry-After)",
+}
+
+#: The problems of the extraction and multi-image routes, documented once for both.
+DOCUMENT_PROBLEMS = problem_responses({
+    **UPLOAD_PROBLEMS,
+    400: "Bad parameters, or a schema strict structured outputs cannot take (names keyword and pointer)",
+    413: "An image over VISION_MAX_IMAGE_BYTES, images together over VISION_MAX_TOTAL_BYTES, or a document "
+         "with more pages than one request takes (/problems/too-many-pages: choose some with pages=)",
+    502: "The model's output was still invalid after one re-ask (raw_reply, errors), or unusable",
 })
 
 #: Form fields (and query parameters) the extraction and multi-image routes share. ``max_tokens``'s

@@ -26,10 +26,10 @@ class Problem(BaseModel):
 
 
 def problem_responses(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries: each status documented as a problem+json :class:`Problem`."""
+    """OpenAPI ``responses`` entries, in status order: each documented as a problem+json :class:`Problem`."""
     return {
         status: {"model": Problem, "content": {PROBLEM_JSON: {}}, "description": description}
-        for status, description in descriptions.items()
+        for status, description in sorted(descriptions.items())
     }
 
 

@@ -8,7 +8,15 @@ from pydantic import BaseModel, Field
 
 from shared.analysis import MAX_PROMPT_CHARS, AnalysisOptions, parse_max_tokens
 from shared.errors import UnsupportedImage
-from shared.http.models import DOCUMENT_MEDIA_TYPES, PAGES_FIELD, CallModel, DocumentModel, ImageModel, UsageModel
+from shared.http.models import (
+    DOCUMENT_MEDIA_TYPES,
+    PAGES_FIELD,
+    UPLOAD_PROBLEMS,
+    CallModel,
+    DocumentModel,
+    ImageModel,
+    UsageModel,
+)
 from shared.http.problems import problem_responses
 from shared.http.uploads import read_upload
 from shared.services import Services
@@ -33,18 +41,11 @@ class AnalysisResponse(BaseModel):
 
 
 _PROBLEM_RESPONSES = problem_responses({
+    **UPLOAD_PROBLEMS,
     400: "Bad parameters",
     413: "Upload larger than VISION_MAX_IMAGE_BYTES, or more pages than VISION_MAX_PAGES "
          "(/problems/too-many-pages: choose some with pages=)",
-    415: "Not a supported image or document (decided from the bytes)",
-    422: "Image cannot be decoded or exceeds the pixel limit; a document is encrypted, damaged, empty "
-         "(/problems/unreadable-document) or has a page larger than any paper (/problems/page-too-large); "
-         "or the content filter blocked it",
-    429: "The model service is throttling (/problems/model-throttled), or today's spend budget is used up "
-         "(/problems/budget-exhausted: spent_usd, budget_usd, resets_at); see Retry-After",
-    501: "The offline engine cannot do this (names the settings that enable a model)",
     502: "The model service answered with something unusable",
-    503: "No model service configured, or it is down (see Retry-After)",
 })
 
 _ANALYZE_BODY = {
