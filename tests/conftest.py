@@ -148,6 +148,25 @@ async def make_analyzer():
         await analyzer.aclose()
 
 
+@pytest.fixture(scope="session")
+def prepared():
+    """A small prepared image (teal, low detail): what provider tests send."""
+    from shared.imaging import prepare_image
+
+    return prepare_image(encode(Image.new("RGB", (640, 480), "teal"), "PNG"), "low")
+
+
+async def complete(settings: Settings, request):
+    """One request through the provider the settings build, closed afterwards."""
+    from shared.providers.factory import build_provider
+
+    provider = build_provider(settings)
+    try:
+        return await provider.complete(request)
+    finally:
+        await provider.aclose()
+
+
 def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)

@@ -18,28 +18,14 @@ from shared.errors import (
     ModelThrottled,
     ModelUnavailable,
 )
-from shared.imaging import prepare_image
 from shared.providers.base import UnconfiguredProvider, VisionRequest
 from shared.providers.factory import build_provider
 from tests.aoai_double import Reply
-from tests.conftest import encode
-
-
-@pytest.fixture(scope="module")
-def prepared():
-    return prepare_image(encode(Image.new("RGB", (640, 480), "teal"), "PNG"), "low")
+from tests.conftest import complete
 
 
 def request_for(image, prompt="What colour?", max_tokens=30):
     return VisionRequest(prompt=prompt, images=(image,), max_tokens=max_tokens)
-
-
-async def complete(settings, request):
-    provider = build_provider(settings)
-    try:
-        return await provider.complete(request)
-    finally:
-        await provider.aclose()
 
 
 async def test_azure_request_shape_and_usage(make_settings, aoai, prepared):

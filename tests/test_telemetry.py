@@ -23,18 +23,15 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
-from PIL import Image
 
 from shared.analysis import AnalysisOptions
 from shared.errors import ModelBadResponse
 from shared.http.app import create_app
-from shared.imaging import prepare_image
 from shared.providers.base import VisionRequest
-from shared.providers.factory import build_provider
 from shared.services import Services
 from shared.telemetry import configure_telemetry, join_current_trace
 from tests.aoai_double import Reply
-from tests.conftest import encode, upload
+from tests.conftest import complete, upload
 
 REPO = Path(__file__).resolve().parent.parent
 EXPORTER = InMemorySpanExporter()
@@ -94,19 +91,6 @@ def ancestors(span, exporter) -> list:
         span = by_id[span.parent.span_id]
         found.append(span)
     return found
-
-
-@pytest.fixture(scope="module")
-def prepared():
-    return prepare_image(encode(Image.new("RGB", (640, 480), "teal"), "PNG"), "low")
-
-
-async def complete(settings, request):
-    provider = build_provider(settings)
-    try:
-        return await provider.complete(request)
-    finally:
-        await provider.aclose()
 
 
 async def test_a_model_call_has_one_span_with_the_usage_and_one_log_record(make_settings, aoai, prepared, spans,
