@@ -7,8 +7,11 @@ Test modules import helpers from here (or from the support modules ``aoai_double
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import signal
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -165,6 +168,17 @@ async def complete(settings: Settings, request):
         return await provider.complete(request)
     finally:
         await provider.aclose()
+
+
+def stop_process_group(process: subprocess.Popen, *, grace_seconds: float) -> None:
+    """Ctrl-C to a process started in its own session (its whole group), KILL if it outlives ``grace_seconds``."""
+    with contextlib.suppress(ProcessLookupError):  # already stopped (by the test itself)
+        os.killpg(process.pid, signal.SIGINT)
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=5)
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.azurite import Azurite, free_port
+from tests.conftest import stop_process_group
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -50,13 +51,7 @@ def dev_server(tmp_path: Path, **settings: str) -> Iterator[tuple[str, dict[str,
         assert health.json()["status"] == "ok"
         yield base, env, storage, process
     finally:
-        with contextlib.suppress(ProcessLookupError):  # already stopped by the test
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_process_group(process, grace_seconds=15)
 
 
 def upload(env: dict[str, str], storage: Azurite, cwd: Path, *args: str) -> list[str]:

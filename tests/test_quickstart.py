@@ -17,7 +17,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -26,6 +25,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from tests.conftest import stop_process_group
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_PORTS = (7071, 10000, 10001, 10002)
@@ -85,13 +86,7 @@ def background(command: str, cwd: Path, env: dict[str, str], log: Path) -> Itera
     try:
         yield process
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
+        stop_process_group(process, grace_seconds=20)
 
 
 def wait_until_ready(process: subprocess.Popen, log: Path, seconds: float = 90) -> None:
