@@ -495,8 +495,11 @@ class AzureOpenAIDouble:
             mode, deployment = "openai", model if isinstance(model, str) else None
         rec = RecordedRequest(request.method, path, mode, deployment, dict(request.query_params),
                               {k.lower(): v for k, v in request.headers.items()}, body)
+        # The generation is read before the request is recorded: a stop() or reset() that a test makes once it
+        # sees the request always cuts this reply's stall short (read after, it could be missed).
+        generation = self._generation
         status, payload, headers, delay, cut_after = self._respond(rec, raw)
-        generation, end = self._generation, time.monotonic() + delay
+        end = time.monotonic() + delay
         while (left := end - time.monotonic()) > 0 and generation == self._generation:
             await asyncio.sleep(min(left, 0.02))
         request_id = str(uuid.uuid4())
