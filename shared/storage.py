@@ -7,7 +7,8 @@ table and blob SDKs disagree on how to read it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from azure.storage.blob import BlobServiceClient, ExponentialRetry
@@ -27,6 +28,24 @@ DEV_CONNECTION_STRING = (
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;QueueEndpoint=http://127.0.0.1:10001/devstoreaccount1;"
     "TableEndpoint=http://127.0.0.1:10002/devstoreaccount1;"
 )
+
+
+#: What ``requests`` reads from the environment on every request when trusting it: proxies and CA bundles.
+ENVIRONMENT_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def environment_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``use_env_settings=False`` for the storage SDK when the environment sets nothing it would read.
+
+    With env settings on, ``requests`` scans the whole environment for ``*_proxy`` variables and looks
+    for a ``.netrc`` on every request: about a tenth of a storage call's CPU, which a backfill at the
+    deployment's quota makes thousands of (``benchmarks/bench_quota.py``). The environment is read once
+    here instead; where a proxy or a CA bundle is configured, the SDK keeps reading it as it always has.
+    """
+    env = os.environ if environ is None else environ
+    if any(name.lower().endswith("_proxy") for name in env) or any(name in env for name in ENVIRONMENT_SETTINGS):
+        return {}
+    return {"use_env_settings": False}
 
 
 def normalise_connection_string(connection_string: str) -> str:
@@ -49,6 +68,7 @@ def images_blob_service(settings: Settings, *, credential: Callable[[], TokenCre
     options.setdefault("retry_policy", ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3))
     options.setdefault("connection_timeout", 5)
     options.setdefault("read_timeout", 30)
+    options = {**environment_options(), **options}
     if settings.images_connection_string:
         return _from_connection_string("VISION_IMAGES_STORAGE", settings.images_connection_string, options)
     if settings.images_blob_service_uri:

@@ -122,7 +122,7 @@ async def test_watch_and_process_log_storage_errors_without_secrets(services, ca
     pipeline = services.pipeline
     pipeline.inputs.upload_blob("storage.png", distinct_png(3))
 
-    async def handle(blob, *, force=False):
+    async def handle(blob, *, force=False, **hints):
         raise AzureError(f"request to https://acct.blob.core.windows.net/c?sig={SIG} failed: {LEAKY}")
 
     monkeypatch.setattr(pipeline, "handle", handle)

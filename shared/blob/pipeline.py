@@ -43,7 +43,7 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient, ContentSettings
 
 from shared.analysis import Analyzer
 from shared.blob.deferral import BlobDeferred, deferred_document
@@ -108,6 +108,11 @@ def _md5(properties: Any) -> str | None:
     return base64.b64encode(bytes(digest)).decode("ascii") if digest else None
 
 
+def quoted_etag(etag: str) -> str:
+    """An ETag as response headers give it: a listing gives it bare, and results must compare equal."""
+    return etag if etag.startswith(('"', 'W/"')) else f'"{etag}"'
+
+
 @dataclass(frozen=True)
 class Claim:
     etag: str
@@ -144,33 +149,43 @@ class BlobPipeline:
                 container.create_container()
         self._containers_ready = True
 
-    async def handle(self, blob: BlobClient, *, force: bool = False) -> Outcome:
+    async def handle(self, blob: BlobClient, *, force: bool = False, listed: BlobProperties | None = None,
+                     result_absent: bool = False) -> Outcome:
         """Process one blob; returns what happened, raises :class:`TransientFailure` to be retried.
+
+        A backfill already knows things it would cost a storage call each to learn again: ``listed``
+        is the blob's properties from a listing made with ``include=["metadata"]`` (no read of its
+        properties), and ``result_absent`` says no result document existed when it looked (the claim
+        creates one straight away; if one appeared meanwhile, the creation fails and the claim reads it
+        as usual). Both are only shortcuts: the download is conditional on the listed ETag and the
+        claim on the result's, so a stale listing costs a skip, never a wrong result.
 
         Inside one invocation span (:mod:`shared.telemetry`): the model calls the blob makes are its children.
         """
         with invocation_span(f"blob {blob.container_name}", blob_name=blob.blob_name,
                              container=blob.container_name) as invocation:
             try:
-                outcome = await self._handle_blob(blob, force=force)
+                outcome = await self._handle_blob(blob, force=force, listed=listed, result_absent=result_absent)
             except TransientFailure as exc:
                 invocation.set(attempt=exc.attempts, outcome="retry")
                 raise
             invocation.set(attempt=(outcome.document or {}).get("attempts"), outcome=outcome.status)
             return outcome
 
-    async def _handle_blob(self, blob: BlobClient, *, force: bool) -> Outcome:
+    async def _handle_blob(self, blob: BlobClient, *, force: bool, listed: BlobProperties | None,
+                           result_absent: bool) -> Outcome:
         name = blob.blob_name
         with storage_failures(name, 0):
             try:
-                await asyncio.to_thread(self.ensure_containers)
-                properties = await asyncio.to_thread(blob.get_blob_properties)
+                if not self._containers_ready:
+                    await asyncio.to_thread(self.ensure_containers)
+                properties = listed if listed is not None else await asyncio.to_thread(blob.get_blob_properties)
             except ResourceNotFoundError:
                 return Outcome(name, "skipped", "the blob no longer exists")
         source = {
             "container": blob.container_name,
             "name": name,
-            "etag": properties.etag,
+            "etag": quoted_etag(properties.etag),
             "size": properties.size,
             "content_md5": _md5(properties),
             "content_type": properties.content_settings.content_type if properties.content_settings else None,
@@ -183,15 +198,15 @@ class BlobPipeline:
         try:
             # A blob can wait minutes for its turn at the deployment's quota; past that it is redelivered.
             with deadline_in(self.settings.background_deadline_seconds):
-                return await self._handle_claimed(blob, target, properties, source, force)
+                return await self._handle_claimed(blob, target, properties, source, force, result_absent)
         finally:
             self._active.discard(target.blob_name)
 
     async def _handle_claimed(self, blob: BlobClient, target: BlobClient, properties: Any,
-                              source: dict[str, Any], force: bool) -> Outcome:
+                              source: dict[str, Any], force: bool, result_absent: bool) -> Outcome:
         name = blob.blob_name
         with storage_failures(name, 0):
-            claim = await asyncio.to_thread(self._claim, target, source, force)
+            claim = await asyncio.to_thread(self._claim, target, source, force, result_absent=result_absent)
         if isinstance(claim, str):
             return Outcome(name, "skipped", claim, target.blob_name)
 
@@ -200,7 +215,7 @@ class BlobPipeline:
             job = plan_job(name, properties.metadata)
             if properties.size > self.settings.max_image_bytes:
                 raise PayloadTooLarge(self.settings.max_image_bytes, properties.size)
-            data = await asyncio.to_thread(self._download, blob, properties.etag)
+            data = await asyncio.to_thread(self._download, blob, source["etag"])
             if data is None:
                 return Outcome(name, "skipped", "the blob changed while being processed", target.blob_name)
             result = await self._run(job, data, last_attempt=claim.attempts >= self.settings.max_attempts)
@@ -257,17 +272,17 @@ class BlobPipeline:
 
     # -- claims ---------------------------------------------------------------------------
 
-    def _claim(self, target: BlobClient, source: dict[str, Any], force: bool) -> Claim | str:
-        """Create or take over the result document; a string says why this delivery skips."""
-        for _ in range(3):  # a lost race re-reads once or twice, then decides
-            try:
-                current = target.download_blob()
-                existing = json.loads(current.readall())
-                etag = current.properties.etag
-            except ResourceNotFoundError:
+    def _claim(self, target: BlobClient, source: dict[str, Any], force: bool, *,
+               result_absent: bool = False) -> Claim | str:
+        """Create or take over the result document; a string says why this delivery skips.
+
+        With ``result_absent`` the first try creates the document without reading it first.
+        """
+        for attempt in range(3):  # a lost race re-reads once or twice, then decides
+            if result_absent and attempt == 0:
                 existing, etag = None, None
-            except (ValueError, UnicodeDecodeError):
-                existing, etag = {}, target.get_blob_properties().etag  # unreadable: take it over
+            else:
+                existing, etag = self._read_result_document(target)
             if existing:
                 same_source = (existing.get("source") or {}).get("etag") == source["etag"]
                 status = existing.get("status")
@@ -291,6 +306,17 @@ class BlobPipeline:
             self._owned[target.blob_name] = written
             return Claim(written, document["attempts"], document["created_at"])
         return "another delivery claimed it first"
+
+    @staticmethod
+    def _read_result_document(target: BlobClient) -> tuple[dict[str, Any] | None, str | None]:
+        """The result document and its ETag; (None, None) when there is none, ({}, etag) when unreadable."""
+        try:
+            current = target.download_blob()
+            return json.loads(current.readall()), current.properties.etag
+        except ResourceNotFoundError:
+            return None, None
+        except (ValueError, UnicodeDecodeError):
+            return {}, target.get_blob_properties().etag  # unreadable: taken over
 
     def _claim_is_fresh(self, document: dict[str, Any]) -> bool:
         claimed_at = document.get("claimed_at")

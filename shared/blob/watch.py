@@ -12,7 +12,12 @@ every few seconds for as long as it runs:
   blobs carry ``source_etag`` and ``status`` as metadata), so a later poll lists the inputs
   and reads nothing else for blobs it has already seen;
 * a blob not seen costs one read of its result's properties, then the handler, both in a
-  fixed pool of ``concurrency`` workers fed through a bounded queue (no task per blob).
+  fixed pool of ``concurrency`` workers fed through a bounded queue (no task per blob);
+* in the pass that seeded the memory from a complete listing, not even that read: a blob without
+  a final result there has none, or an unfinished one the seed noted. The handler gets the listed
+  properties (inputs are listed with their metadata) and whether a result exists, so a new blob
+  costs three storage calls (claim, download, result) instead of six. At the quota, a backfill is
+  bound by the CPU those calls take (``benchmarks/bench_quota.py``).
 
 Transient failures are retried with tenacity (exponential back-off); the result document
 counts attempts, so after ``VISION_MAX_ATTEMPTS`` the failure is recorded, never lost.
@@ -114,8 +119,14 @@ def _next_page(pages: Iterator[Any]) -> list[Any] | None:
 
 
 async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool = False,
-                              wait_seconds: float = 1.0, max_wait_seconds: float = 30.0) -> Outcome:
-    """One blob, retried on transient failures until it succeeds or its failure is recorded."""
+                              wait_seconds: float = 1.0, max_wait_seconds: float = 30.0,
+                              listed: Any = None, result_absent: bool = False) -> Outcome:
+    """One blob, retried on transient failures until it succeeds or its failure is recorded.
+
+    ``listed`` and ``result_absent`` (see :meth:`BlobPipeline.handle`) serve the first attempt only:
+    a retry follows a failure, after which the blob and its result are read afresh.
+    """
+    hints: dict[str, Any] = {"listed": listed, "result_absent": result_absent}
     retrying = AsyncRetrying(
         retry=retry_if_exception_type((TransientFailure, AzureError)) & retry_if_not_exception_type(BlobDeferred),
         stop=stop_after_attempt(pipeline.settings.max_attempts + 3),
@@ -128,7 +139,8 @@ async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool 
     )
     async for attempt in retrying:
         with attempt:
-            return await pipeline.handle(pipeline.blob_client(name), force=force)
+            first, hints = hints, {}
+            return await pipeline.handle(pipeline.blob_client(name), force=force, **first)
     raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or re-raises
 
 
@@ -146,6 +158,10 @@ class Scanner:
         self.page_size = page_size
         self.seen = SeenBlobs(seen_limit)
         self._seeded = False
+        #: Results the seed listed that are not final (a claim in progress, a retry, a deferral).
+        self._unfinished: set[str] = set()
+        #: True during the pass whose seed listed every result: a name it did not list has no result.
+        self._seed_complete = False
         #: The budget deferred a blob: until then (monotonic) no blob is handed to the pipeline.
         self._deferred_until = 0.0
         self._resets_at: str | None = None
@@ -155,8 +171,10 @@ class Scanner:
         await asyncio.to_thread(self.pipeline.ensure_containers)
         if not self._seeded and not self.force:
             await self._seed()
+        else:
+            self._seed_complete = False  # other writers may have added results since
         summary = Summary()
-        queue: asyncio.Queue[tuple[str, Any] | None] = asyncio.Queue(maxsize=self.concurrency)
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=self.concurrency)
         bar = tqdm(unit="blob", disable=not progress, file=sys.stderr)
 
         async def produce() -> None:
@@ -167,7 +185,7 @@ class Scanner:
 
         async def work() -> None:
             while (item := await queue.get()) is not None:
-                if await self._one(*item, summary):
+                if await self._one(item, summary):
                     bar.update(1)
 
         tasks = [asyncio.create_task(produce()), *(asyncio.create_task(work()) for _ in range(self.concurrency))]
@@ -186,31 +204,41 @@ class Scanner:
             for item in page:
                 yield item
 
-    async def _inputs(self) -> AsyncIterator[tuple[str, Any]]:
-        async for item in self._pages(self.pipeline.inputs, name_starts_with=self.prefix):
-            yield item.name, item.etag
+    async def _inputs(self) -> AsyncIterator[Any]:
+        """The input blobs' properties, metadata included (what the handler would otherwise read per blob)."""
+        async for item in self._pages(self.pipeline.inputs, name_starts_with=self.prefix, include=["metadata"]):
+            yield item
 
     async def _seed(self) -> None:
         """Remember the final results a paged listing shows (up to the limit): a first pass reads no result twice."""
         start = result_name(self.prefix, "") if self.prefix else None
+        complete = True
         async for item in self._pages(self.pipeline.results, name_starts_with=start, include=["metadata"]):
             metadata = item.metadata or {}
             if metadata.get("status") in TERMINAL and metadata.get("source_etag"):
                 self.seen.add((item.name, metadata["source_etag"]))
-            if len(self.seen) >= self.seen.limit:
+            else:
+                self._unfinished.add(item.name)
+            if len(self.seen) + len(self._unfinished) >= self.seen.limit:
+                complete = False
                 break
         self._seeded = True
+        self._seed_complete = complete
 
-    def _needs_work(self, name: str, etag: Any) -> bool:
-        """From the result's properties alone (one HEAD): missing, for another version, or not final."""
+    def _needs_work(self, name: str, etag: Any) -> tuple[bool, bool]:
+        """From the result's properties alone (one HEAD): (work to do, no result exists).
+
+        Work: the result is missing, for another version, or not final.
+        """
         try:
             properties = self.pipeline.results.get_blob_client(result_name(name)).get_blob_properties()
         except ResourceNotFoundError:
-            return True
-        return self.pipeline.needs_processing(name, etag, properties.metadata or {})
+            return True, True
+        return self.pipeline.needs_processing(name, etag, properties.metadata or {}), False
 
-    async def _one(self, name: str, etag: Any, summary: Summary) -> bool:
-        """Handle one listed blob unless it is done; True when the handler ran."""
+    async def _one(self, item: Any, summary: Summary) -> bool:
+        """Handle one listed blob (its listed properties) unless it is done; True when the handler ran."""
+        name, etag = item.name, item.etag
         key = SeenBlobs.key(name, etag)
         if key in self.seen and not self.force:
             return False
@@ -218,16 +246,20 @@ class Scanner:
             summary.counts["deferred"] += 1
             summary.resets_at = self._resets_at
             return False
-        if not self.force:
+        result_absent = False
+        if self._seed_complete and not self.force:
+            result_absent = key[0] not in self._unfinished  # the seed listed every result, and not this one
+        elif not self.force:
             try:
-                needed = await asyncio.to_thread(self._needs_work, name, etag)
+                needed, result_absent = await asyncio.to_thread(self._needs_work, name, etag)
             except AzureError:
                 needed = True  # the handler decides (its claim is conditional) and its retries apply
             if not needed:
                 self.seen.add(key)
                 return False
         try:
-            outcome = await handle_with_retries(self.pipeline, name, force=self.force, wait_seconds=self.wait_seconds)
+            outcome = await handle_with_retries(self.pipeline, name, force=self.force, wait_seconds=self.wait_seconds,
+                                                listed=item, result_absent=result_absent)
         except BlobDeferred as exc:
             if time.monotonic() >= self._deferred_until:
                 log.warning("%s; no blob is handed to the model until then", exc)
