@@ -30,22 +30,27 @@ DEV_CONNECTION_STRING = (
 )
 
 
-#: What ``requests`` reads from the environment on every request when trusting it: proxies and CA bundles.
-ENVIRONMENT_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+#: The CA bundle variables ``requests`` honours, in its order of preference.
+CA_BUNDLE_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def environment_options(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """``use_env_settings=False`` for the storage SDK when the environment sets nothing it would read.
+    """Storage SDK options that read the environment once instead of on every request.
 
-    With env settings on, ``requests`` scans the whole environment for ``*_proxy`` variables and looks
-    for a ``.netrc`` on every request: about a tenth of a storage call's CPU, which a backfill at the
-    deployment's quota makes thousands of (``benchmarks/bench_quota.py``). The environment is read once
-    here instead; where a proxy or a CA bundle is configured, the SDK keeps reading it as it always has.
+    With env settings on, ``requests`` scans the whole environment for ``*_proxy`` variables, looks
+    for a ``.netrc`` and for a CA bundle on every request: about a tenth of a storage call's CPU, and
+    a backfill at the deployment's quota makes thousands (``benchmarks/bench_quota.py``). So unless a
+    proxy is configured (its ``no_proxy`` rules need the per-request check), the SDK is told not to
+    read the environment, and a CA bundle it names is passed once as ``connection_verify``.
     """
     env = os.environ if environ is None else environ
-    if any(name.lower().endswith("_proxy") for name in env) or any(name in env for name in ENVIRONMENT_SETTINGS):
+    if any(name.lower().endswith("_proxy") for name in env):
         return {}
-    return {"use_env_settings": False}
+    options: dict[str, Any] = {"use_env_settings": False}
+    bundle = next((env[name] for name in CA_BUNDLE_SETTINGS if env.get(name)), None)
+    if bundle:
+        options["connection_verify"] = bundle
+    return options
 
 
 def normalise_connection_string(connection_string: str) -> str:

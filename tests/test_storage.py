@@ -20,8 +20,10 @@ from tests.azurite import free_port
         ({"PATH": "/bin", "HOME": "/root"}, {"use_env_settings": False}),
         ({"HTTPS_PROXY": "http://proxy:3128"}, {}),
         ({"no_proxy": "localhost"}, {}),
-        ({"REQUESTS_CA_BUNDLE": "/etc/corp-ca.pem"}, {}),
-        ({"CURL_CA_BUNDLE": "/etc/corp-ca.pem"}, {}),
+        ({"REQUESTS_CA_BUNDLE": "/etc/corp-ca.pem", "CURL_CA_BUNDLE": "/etc/other.pem"},
+         {"use_env_settings": False, "connection_verify": "/etc/corp-ca.pem"}),
+        ({"CURL_CA_BUNDLE": "/etc/corp-ca.pem"}, {"use_env_settings": False, "connection_verify": "/etc/corp-ca.pem"}),
+        ({"REQUESTS_CA_BUNDLE": ""}, {"use_env_settings": False}),
     ],
 )
 def test_environment_is_trusted_only_when_it_configures_something(environ, expected):
