@@ -21,14 +21,14 @@ PACKAGE = REPO / "shared"
 #: Bottom to top. A module may import its own layer and the ones below, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.settings_table", "shared.config",
-                    "shared.tokens", "shared.imaging")),
+                    "shared.tokens", "shared.image_formats", "shared.imaging")),
     ("parts", ("shared.providers", "shared.offline", "shared.documents", "shared.cache", "shared.storage",
                "shared.schemas",
                "shared.schema_safety", "shared.quota", "shared.budget",
                "shared.telemetry")),
     ("services", ("shared.document_analysis", "shared.analysis", "shared.extraction", "shared.multi", "shared.batch",
                   "shared.blob.jobs",
-                  "shared.blob.deferral",
+                  "shared.blob.deferral", "shared.blob.claims",
                   "shared.blob.pipeline", "shared.blob.watch", "shared.services")),
     ("edges", ("shared.http", "shared.cli", "shared.blob.trigger", "shared.__main__")),
 )

@@ -10,6 +10,7 @@ import pytest
 from azure.storage.blob import BlobServiceClient
 from PIL import Image
 
+from shared.blob.claims import write_result
 from shared.blob.jobs import plan_job, result_name
 from shared.blob.pipeline import BlobPipeline, TransientFailure
 from shared.errors import InvalidParameter
@@ -251,7 +252,7 @@ async def test_stale_claim_of_a_crashed_worker_is_taken_over(env, aoai):
     blob = pipeline.blob_client("crash.png")
     source = {"name": "crash.png", "etag": blob.get_blob_properties().etag}
     target = pipeline.results.get_blob_client(result_name("crash.png"))
-    pipeline._upload(target, {"status": "processing", "source": source, "attempts": 1,
+    write_result(target, {"status": "processing", "source": source, "attempts": 1,
                               "claimed_at": 0, "created_at": "2026-01-01T00:00:00Z"}, etag=None)
     outcome = await pipeline.handle(blob)
     assert outcome.status == "succeeded"
@@ -266,7 +267,7 @@ async def test_fresh_claim_makes_other_deliveries_skip(env, aoai):
     target = pipeline.results.get_blob_client(result_name("busy.png"))
     import time
 
-    pipeline._upload(target, {"status": "processing", "source": source, "attempts": 1,
+    write_result(target, {"status": "processing", "source": source, "attempts": 1,
                               "claimed_at": time.time(), "created_at": "2026-01-01T00:00:00Z"}, etag=None)
     outcome = await pipeline.handle(blob)
     assert outcome.status == "skipped" and "processing" in outcome.reason

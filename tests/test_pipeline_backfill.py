@@ -165,3 +165,32 @@ async def test_a_later_pass_of_watch_still_checks_results_it_did_not_list(env, a
 
     assert sum(summary.counts.values()) == 0 and len(aoai.requests) == 1
     assert [method for method, _, name in storage_calls if name] == ["HEAD"]
+
+
+async def test_a_result_write_lost_to_an_outage_keeps_the_claim_for_this_process(env, aoai, monkeypatch):
+    """Storage drops the final write: the retry here resumes its own claim (not 'another delivery')."""
+    from azure.core.exceptions import ServiceRequestError
+
+    from shared.blob import claims
+    from shared.blob.pipeline import TransientFailure
+
+    pipeline = env.pipeline
+    blob = upload(pipeline, "outage/a.png", distinct_png(6))
+    real_write = claims.write_result
+    failures = []
+
+    def flaky_write(target, document, *, etag):
+        if document["status"] != "processing" and not failures:
+            failures.append(document["status"])
+            raise ServiceRequestError("connection refused")
+        return real_write(target, document, etag=etag)
+
+    monkeypatch.setattr(claims, "write_result", flaky_write)
+    aoai.default_reply = Reply.ok("Kept.")
+
+    with pytest.raises(TransientFailure):
+        await pipeline.handle(blob)
+    outcome = await pipeline.handle(blob)
+
+    assert failures == ["succeeded"] and outcome.status == "succeeded"
+    assert pipeline.read_result("outage/a.png")["attempts"] == 2

@@ -15,12 +15,9 @@ counts deliveries and, at ``VISION_MAX_ATTEMPTS``, records the failure instead o
 Past the daily spend budget a blob is ``deferred``, neither failed nor counted
 (:mod:`shared.blob.deferral`).
 
-Nothing paid twice. Event Grid delivers at least once and multi-block uploads fire
-several events. Before any model call a delivery *claims* the blob by creating its
-result document with ``If-None-Match: *`` (or replacing a stale one with ``If-Match``);
-the losing delivery sees the claim and skips. A result for the same source ETag means
-the work is done. Conditional writes, not locks, so a crashed worker's claim simply
-expires after ``VISION_CLAIM_SECONDS``.
+Nothing paid twice. Before any model call a delivery *claims* the blob with a conditional
+write of its result document, and every later write of it is conditional on that claim
+(:mod:`shared.blob.claims`): of several deliveries of one blob, one works and the others skip.
 """
 
 from __future__ import annotations
@@ -33,7 +30,6 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from azure.core import MatchConditions
@@ -43,9 +39,10 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobClient, BlobProperties, BlobServiceClient, ContainerClient
 
 from shared.analysis import Analyzer
+from shared.blob.claims import RESULT_VERSION, TERMINAL, Claim, ResultClaims, now_iso, quoted_etag
 from shared.blob.deferral import BlobDeferred, deferred_document
 from shared.blob.jobs import BlobJob, plan_job, result_name
 from shared.config import Settings
@@ -63,9 +60,6 @@ from shared.quota.deadline import deadline_in
 from shared.telemetry import invocation_span
 
 log = logging.getLogger(__name__)
-
-RESULT_VERSION = 1
-TERMINAL = ("succeeded", "failed")
 
 
 class TransientFailure(Exception):
@@ -99,25 +93,9 @@ class Outcome:
     document: dict[str, Any] | None = field(default=None, repr=False)
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _md5(properties: Any) -> str | None:
     digest = properties.content_settings.content_md5 if properties.content_settings else None
     return base64.b64encode(bytes(digest)).decode("ascii") if digest else None
-
-
-def quoted_etag(etag: str) -> str:
-    """An ETag as response headers give it: a listing gives it bare, and results must compare equal."""
-    return etag if etag.startswith(('"', 'W/"')) else f'"{etag}"'
-
-
-@dataclass(frozen=True)
-class Claim:
-    etag: str
-    attempts: int
-    created_at: str
 
 
 class BlobPipeline:
@@ -132,11 +110,8 @@ class BlobPipeline:
         self.results: ContainerClient = blob_service.get_container_client(settings.results_container)
         self.quarantine: ContainerClient = blob_service.get_container_client(settings.quarantine_container)
         self.schemas: ContainerClient = blob_service.get_container_client(settings.schemas_container)
-        self._clock = clock
+        self.claims = ResultClaims(settings.claim_seconds, clock=clock)
         self._containers_ready = False
-        # Claims this process holds (result name -> claim ETag): a retry in this process
-        # resumes its own claim instead of waiting for it to expire.
-        self._owned: dict[str, str] = {}
         # Result names a delivery in this process is working on right now.
         self._active: set[str] = set()
 
@@ -206,7 +181,7 @@ class BlobPipeline:
                               source: dict[str, Any], force: bool, result_absent: bool) -> Outcome:
         name = blob.blob_name
         with storage_failures(name, 0):
-            claim = await asyncio.to_thread(self._claim, target, source, force, result_absent=result_absent)
+            claim = await asyncio.to_thread(self.claims.claim, target, source, force, result_absent=result_absent)
         if isinstance(claim, str):
             return Outcome(name, "skipped", claim, target.blob_name)
 
@@ -234,7 +209,7 @@ class BlobPipeline:
             "source": source,
             "attempts": claim.attempts,
             "created_at": claim.created_at,
-            "completed_at": _now(),
+            "completed_at": now_iso(),
             "latency_ms": result.get("latency_ms"),
             "result_version": RESULT_VERSION,
         }
@@ -270,73 +245,6 @@ class BlobPipeline:
             raise InvalidParameter("schema", f"schema blob {name!r} must hold a JSON object")
         return schema
 
-    # -- claims ---------------------------------------------------------------------------
-
-    def _claim(self, target: BlobClient, source: dict[str, Any], force: bool, *,
-               result_absent: bool = False) -> Claim | str:
-        """Create or take over the result document; a string says why this delivery skips.
-
-        With ``result_absent`` the first try creates the document without reading it first.
-        """
-        for attempt in range(3):  # a lost race re-reads once or twice, then decides
-            if result_absent and attempt == 0:
-                existing, etag = None, None
-            else:
-                existing, etag = self._read_result_document(target)
-            if existing:
-                same_source = (existing.get("source") or {}).get("etag") == source["etag"]
-                status = existing.get("status")
-                if same_source and status in TERMINAL and not force:
-                    return f"already {status} for this version of the blob"
-                ours = self._owned.get(target.blob_name) == etag
-                if same_source and status == "processing" and self._claim_is_fresh(existing) and not ours:
-                    return "another delivery is processing it"
-            attempts = (existing or {}).get("attempts", 0) if existing and same_source else 0
-            document = {
-                "status": "processing", "blob": source["name"], "source": source,
-                "attempts": attempts + 1, "claimed_at": self._clock(),
-                "created_at": (existing or {}).get("created_at") if existing and same_source else _now(),
-                "result_version": RESULT_VERSION,
-            }
-            document["created_at"] = document["created_at"] or _now()
-            try:
-                written = self._upload(target, document, etag=etag)
-            except (ResourceExistsError, ResourceModifiedError):
-                continue
-            self._owned[target.blob_name] = written
-            return Claim(written, document["attempts"], document["created_at"])
-        return "another delivery claimed it first"
-
-    @staticmethod
-    def _read_result_document(target: BlobClient) -> tuple[dict[str, Any] | None, str | None]:
-        """The result document and its ETag; (None, None) when there is none, ({}, etag) when unreadable."""
-        try:
-            current = target.download_blob()
-            return json.loads(current.readall()), current.properties.etag
-        except ResourceNotFoundError:
-            return None, None
-        except (ValueError, UnicodeDecodeError):
-            return {}, target.get_blob_properties().etag  # unreadable: taken over
-
-    def _claim_is_fresh(self, document: dict[str, Any]) -> bool:
-        claimed_at = document.get("claimed_at")
-        return isinstance(claimed_at, int | float) and self._clock() - claimed_at < self.settings.claim_seconds
-
-    def _upload(self, target: BlobClient, document: dict[str, Any], *, etag: str | None) -> str:
-        """Write a result document: create-only without ``etag``, replace-if-unchanged with it."""
-        body = json.dumps(document, ensure_ascii=False, indent=2).encode("utf-8")
-        metadata = {"status": document["status"], "source_etag": str(document["source"]["etag"]).strip('"'),
-                    "attempts": str(document.get("attempts", 0))}
-        condition: dict[str, Any]
-        if etag is None:
-            condition = {"overwrite": False}
-        else:
-            condition = {"overwrite": True, "etag": etag, "match_condition": MatchConditions.IfNotModified}
-        response = target.upload_blob(
-            body, metadata=metadata, content_settings=ContentSettings(content_type="application/json"), **condition
-        )
-        return response["etag"]
-
     def _download(self, blob: BlobClient, etag: str) -> bytes | None:
         try:
             return blob.download_blob(etag=etag, match_condition=MatchConditions.IfNotModified).readall()
@@ -348,10 +256,8 @@ class BlobPipeline:
     async def _write_final(self, target: BlobClient, claim: Claim, document: dict[str, Any]) -> None:
         with storage_failures(document["blob"], claim.attempts):
             try:
-                await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
-                self._owned.pop(target.blob_name, None)
+                await asyncio.to_thread(self.claims.write, target, claim, document)
             except ResourceModifiedError:
-                self._owned.pop(target.blob_name, None)
                 # Our claim expired and another delivery took over: its result stands, ours is dropped.
                 log.warning("result for %s was taken over by another delivery; keeping theirs", document["blob"])
 
@@ -383,8 +289,7 @@ class BlobPipeline:
             return Outcome(source["name"], "failed", detail, target.blob_name, document)
         document = {**self._failure_document(claim, source, job, problem), "status": "retrying"}
         try:
-            await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
-            self._owned.pop(target.blob_name, None)
+            await asyncio.to_thread(self.claims.write, target, claim, document)
         except AzureError:
             log.warning("could not record retry state of %s", source["name"])
         raise TransientFailure(source["name"], claim.attempts, problem["detail"]) from error
@@ -394,8 +299,7 @@ class BlobPipeline:
         """Past the budget: record ``deferred`` (the claimed attempt given back) and raise for a later delivery."""
         document = deferred_document(self._failure_document(claim, source, job, error.to_problem()), error)
         try:
-            await asyncio.to_thread(self._upload, target, document, etag=claim.etag)
-            self._owned.pop(target.blob_name, None)
+            await asyncio.to_thread(self.claims.write, target, claim, document)
         except AzureError:
             log.warning("could not record the deferral of %s", source["name"])
         log.info("blob %s deferred until %s: daily spend budget used up", source["name"], error.resets_at)
@@ -408,7 +312,7 @@ class BlobPipeline:
             "status": "failed", "blob": source["name"], "error": {**problem, "detail": redact(problem["detail"])},
             "task": job.task if job else None, "prompt": job.options.prompt if job else None,
             "source": source, "attempts": claim.attempts, "created_at": claim.created_at,
-            "completed_at": _now(), "result_version": RESULT_VERSION,
+            "completed_at": now_iso(), "result_version": RESULT_VERSION,
         }
 
     def _quarantine(self, blob: BlobClient, name: str, error: VisionError) -> None:

@@ -50,9 +50,10 @@ from tenacity import (
 )
 from tqdm import tqdm
 
+from shared.blob.claims import TERMINAL
 from shared.blob.deferral import BlobDeferred
 from shared.blob.jobs import result_name
-from shared.blob.pipeline import TERMINAL, BlobPipeline, Outcome, TransientFailure
+from shared.blob.pipeline import BlobPipeline, Outcome, TransientFailure
 from shared.errors import describe
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from shared.blob.pipeline import TERMINAL
+from shared.blob.claims import TERMINAL
 from shared.blob.watch import process, upload_files, watch
 from shared.cli.common import command, print_json
 from shared.cli.exit_codes import EXIT_BUDGET, EXIT_FAILURES, EXIT_INPUT, EXIT_MODEL, EXIT_OK
