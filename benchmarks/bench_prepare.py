@@ -235,6 +235,13 @@ def main() -> None:
         choices=[f.name for f in Image.Resampling],
         help="try another final filter in prepare_image (all details), to compare speed and PSNR",
     )
+    parser.add_argument(
+        "--reducing-gap",
+        type=float,
+        metavar="GAP",
+        help="try another reducing_gap in prepare_image (all details): how much the final filter must still "
+        "shrink after Image.reduce, for formats without a reduced decode (PNG, WebP, TIFF)",
+    )
     parser.add_argument("--probe", nargs=3, metavar=("PIPELINE", "PATH", "DETAIL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -245,9 +252,12 @@ def main() -> None:
     if args.resample:
         filter_ = Image.Resampling[args.resample]
         imaging._RESAMPLE = dict.fromkeys(imaging.DETAIL_MAX_SIDE, filter_)
+    if args.reducing_gap:
+        imaging._REDUCING_GAP = dict.fromkeys(imaging.DETAIL_MAX_SIDE, args.reducing_gap)
     print(
         f"Python {platform.python_version()}, Pillow {Image.__version__}, {platform.machine()}, "
-        f"repeat={args.repeat}, final filter {args.resample or 'default'}\n"
+        f"repeat={args.repeat}, final filter {args.resample or 'default'}, "
+        f"reducing gap {args.reducing_gap or 'default'}\n"
     )
     header = ["input", "detail", "ours ms", "baseline ms", "speed-up", "tokens ours / base", "KB ours / base"]
     header.append("PSNR dB of the service's view, ours / base")

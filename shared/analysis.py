@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.cache import AnswerCache, cache_key
+from shared.cache import AnswerCache, cache_key, cache_key_hasher
 from shared.config import Settings
 from shared.document_analysis import analyze_pages, check_pages_parameter, read_document
 from shared.documents.reader import sniff_document
@@ -106,6 +106,25 @@ class AnswerKey:
         return self._make(deployment, deployment)
 
 
+@dataclass
+class StreamedKey:
+    """The primary deployment's cache key of an analysis, hashed while its upload streams in.
+
+    Made by :meth:`Analyzer.start_analysis_key` from options known before the body (a raw upload's
+    query string); the reader calls :meth:`update` per chunk, and :meth:`Analyzer.analyze` then takes
+    the key from it instead of hashing up to 20 MiB again. ``received`` guards against a reader that
+    fed other bytes than it returned.
+    """
+
+    options: AnalysisOptions
+    hasher: Any
+    received: int = 0
+
+    def update(self, chunk: bytes) -> None:
+        self.hasher.update(chunk)
+        self.received += len(chunk)
+
+
 class Analyzer:
     """Holds the long-lived parts (settings, provider, cache) and analyses images with them.
 
@@ -125,17 +144,18 @@ class Analyzer:
         #: One task per cache key being computed; owned here, not by any caller (see :meth:`cached`).
         self._in_flight: dict[str, asyncio.Task[dict[str, Any]]] = {}
 
-    async def analyze(self, data: bytes, options: AnalysisOptions, *, allow_fallback: bool | None = None
-                      ) -> dict[str, Any]:
+    async def analyze(self, data: bytes, options: AnalysisOptions, *, allow_fallback: bool | None = None,
+                      streamed: StreamedKey | None = None) -> dict[str, Any]:
         """The analysis result dict (see README, "POST /api/analyze"); raises :mod:`shared.errors`.
 
         ``allow_fallback`` (default: ``VISION_LOCAL_FALLBACK=all``) lets the local engine answer,
         marked ``degraded`` and never cached, when the model service is down after its retries.
+        ``streamed``: the key already hashed from ``data`` as it arrived (:meth:`start_analysis_key`).
         """
         started = time.perf_counter()
         options = validate_options(options, self.settings)
         self.check_upload(data)
-        key = await self.make_key(data, options, **({"pages": options.pages} if options.pages else {}))
+        key = await self.make_key(data, options, streamed=streamed, **_analysis_extra(options))
         if allow_fallback is None:
             allow_fallback = self.settings.local_fallback == "all"
 
@@ -208,24 +228,47 @@ class Analyzer:
         if not data:
             raise UnsupportedImage("the request holds no image bytes")
 
-    def key_for(self, data: bytes, options: AnalysisOptions, **extra: str) -> AnswerKey:
+    def key_for(self, data: bytes, options: AnalysisOptions, *, streamed: StreamedKey | None = None,
+                **extra: str) -> AnswerKey:
         """The cache key: raw bytes plus everything that changes the answer (no decoding).
 
         Keyed under the primary deployment; an answer a fallback deployment gave is stored under that
         deployment's key instead (:meth:`AnswerKey.answered_by`), so it is never served as the primary's.
+        With ``streamed`` (fed ``data`` as it arrived, for these very options) the primary's key is its digest.
         """
         def key(deployment: str, engine: str) -> str:
-            return cache_key(data, deployment=deployment, prompt=options.prompt, detail=options.detail or "",
-                             max_tokens=options.max_tokens,
-                             extra={"task": options.task or "", "provider": self.provider.name, "engine": engine,
-                                    **extra})
+            return cache_key(data, **self._key_fields(options, deployment, engine, extra))
 
         primary = self.settings.deployment_name or ""
-        return AnswerKey(key(primary, self.provider.model), primary, key)
+        if streamed is None:
+            return AnswerKey(key(primary, self.provider.model), primary, key)
+        if streamed.options != options or streamed.received != len(data):
+            raise ValueError("the streamed key was hashed for other options or other bytes")
+        return AnswerKey(str(streamed.hasher.hexdigest()), primary, key)
 
-    async def make_key(self, data: bytes, options: AnalysisOptions, **extra: str) -> AnswerKey:
+    def _key_fields(self, options: AnalysisOptions, deployment: str, engine: str, extra: dict[str, str]
+                    ) -> dict[str, Any]:
+        """What :func:`~shared.cache.cache_key` hashes besides the bytes: one place, so streamed keys match."""
+        return {"deployment": deployment, "prompt": options.prompt, "detail": options.detail or "",
+                "max_tokens": options.max_tokens,
+                "extra": {"task": options.task or "", "provider": self.provider.name, "engine": engine, **extra}}
+
+    def start_analysis_key(self, options: AnalysisOptions) -> StreamedKey:
+        """The key :meth:`analyze` would make for ``options``, ready to be fed the upload as it streams in.
+
+        Raises :class:`InvalidParameter` as :meth:`analyze` would (the options are validated here).
+        """
+        options = validate_options(options, self.settings)
+        fields = self._key_fields(options, self.settings.deployment_name or "", self.provider.model,
+                                  _analysis_extra(options))
+        return StreamedKey(options, cache_key_hasher(**fields))
+
+    async def make_key(self, data: bytes, options: AnalysisOptions, *, streamed: StreamedKey | None = None,
+                       **extra: str) -> AnswerKey:
         """:meth:`key_for` in a worker thread: hashing a 20 MiB upload takes tens of milliseconds, which the
-        event loop (shared by every request and the blob trigger) must not spend."""
+        event loop (shared by every request and the blob trigger) must not spend. A streamed key is done."""
+        if streamed is not None:
+            return self.key_for(data, options, streamed=streamed, **extra)
         return await asyncio.to_thread(self.key_for, data, options, **extra)
 
     async def cached(self, key: AnswerKey, compute: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
@@ -263,7 +306,9 @@ class Analyzer:
                                  ) -> dict[str, Any]:
         result = {**(await compute()), "cached": False}
         if not result.get("degraded"):  # a stand-in answer must not stick once the model is back
-            await self._cache_put(key.answered_by(result.get("deployment")), result)
+            # A fallback deployment's key hashes the bytes again: off the event loop, like every key.
+            stored_under = await asyncio.to_thread(key.answered_by, result.get("deployment"))
+            await self._cache_put(stored_under, result)
         return result
 
     @property
@@ -357,6 +402,11 @@ class _StandIn:
     provider: Provider
     model_overrides: Any
     estimate_cost: Callable[..., float]
+
+
+def _analysis_extra(options: AnalysisOptions) -> dict[str, str]:
+    """What an analysis adds to its key beyond the options every call keys on: the pages asked for."""
+    return {"pages": options.pages} if options.pages else {}
 
 
 def image_info(prepared: PreparedImage, data: bytes) -> dict[str, Any]:

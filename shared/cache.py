@@ -59,24 +59,38 @@ REFUSED_STATUSES = frozenset({"failed", "content_filtered"})
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
-def cache_key(
-    image_bytes: bytes | bytearray | memoryview, *, deployment: str, prompt: str, detail: str,
-    max_tokens: int | None, extra: Mapping[str, str] | None = None,
-) -> str:
-    """Hex SHA-256 of the raw image bytes and everything else that changes the answer.
+def cache_key_hasher(
+    *, deployment: str, prompt: str, detail: str, max_tokens: int | None, extra: Mapping[str, str] | None = None,
+) -> Any:
+    """A SHA-256 fed with everything of :func:`cache_key` but the image bytes: ``update`` it with them
+    (at once, or chunk by chunk as an upload streams in) and its ``hexdigest()`` is the key.
 
-    The fields are JSON-encoded (so ``("ab", "c")`` and ``("a", "bc")`` differ) and
-    length-prefixed ahead of the image bytes, which are fed to the hash once, uncopied (a
-    streaming caller could feed them piecewise). ``extra`` (schema hash, task...) is
-    order-independent, and None equals ``{}`` so adding it later keeps existing keys.
+    The fields come first in the hash, so a caller that knows them before the body arrives (a raw
+    upload, whose parameters are all in the query string) hashes the bytes as they arrive instead
+    of in a second pass over up to 20 MiB.
     """
     fields = {"version": CACHE_VERSION, "deployment": deployment, "prompt": prompt, "detail": detail,
               "max_tokens": max_tokens, "extra": dict(extra or {})}
     header = json.dumps(fields, sort_keys=True, ensure_ascii=True, separators=(",", ":")).encode("ascii")
     digest = hashlib.sha256(len(header).to_bytes(8, "big"))
     digest.update(header)
+    return digest
+
+
+def cache_key(
+    image_bytes: bytes | bytearray | memoryview, *, deployment: str, prompt: str, detail: str,
+    max_tokens: int | None, extra: Mapping[str, str] | None = None,
+) -> str:
+    """Hex SHA-256 of the raw image bytes and everything else that changes the answer.
+
+    The fields are JSON-encoded (so ``("ab", "c")`` and ``("a", "bc")`` differ) and length-prefixed
+    ahead of the image bytes, fed uncopied (a streaming caller feeds them piecewise to
+    :func:`cache_key_hasher`). ``extra`` (schema hash, task...) is order-independent, and None
+    equals ``{}`` so adding it later keeps existing keys.
+    """
+    digest = cache_key_hasher(deployment=deployment, prompt=prompt, detail=detail, max_tokens=max_tokens, extra=extra)
     digest.update(image_bytes)
-    return digest.hexdigest()
+    return str(digest.hexdigest())
 
 
 def utf16_units(text: str) -> int:

@@ -7,11 +7,10 @@ is at most what the detail level needs (``DETAIL_MAX_SIDE``).
 
 Decisions, and why:
 
-* **Format by magic bytes only**: names and ``Content-Type`` are the caller's claim, the first bytes
-  are the file's. JPEG, PNG, GIF, WEBP, BMP and TIFF are accepted, each opened with only its own
-  Pillow plugin, so look-alike bytes never reach plugins such as EPS. No known signature (text, PDF,
-  HTML, and also empty input: one answer for "this is not an image") -> ``UnsupportedImage`` (415).
-  A signature Pillow still cannot read (exotic TIFF, corrupt or truncated file) -> ``ImageDecodeError``
+* **Format by magic bytes only** (:mod:`shared.image_formats`): names and ``Content-Type`` are the
+  caller's claim, the first bytes are the file's. Each format is opened with only its own Pillow
+  plugin, so look-alike bytes never reach plugins such as EPS. No known signature -> ``UnsupportedImage``
+  (415). A signature Pillow still cannot read (exotic TIFF, corrupt or truncated file) -> ``ImageDecodeError``
   (422), never a raw Pillow exception (:func:`pillow_errors`, the one place they are mapped).
 * **Pixel limit before decoding**: ``Image.open`` parses only the header, and ``max_pixels`` (default
   50 MP) is checked on that size before any pixel is decoded. Pillow's process-wide guard
@@ -29,7 +28,8 @@ Decisions, and why:
 * **Fast path for JPEG**: ``Image.draft`` makes libjpeg decode at 1/2, 1/4 or 1/8 scale, never below
   the target, so a 12 MP photo is never decoded in full for ``low`` or ``auto``; a short filter then
   finishes the (< 2x) rest (see ``_RESAMPLE`` for the per-detail choice and its measured cost). Other
-  formats ``Image.reduce`` first when the ratio is large. The final size is exactly the naive one
+  formats, which Pillow cannot decode reduced, are box-reduced (``Image.reduce``) first while the filter
+  is left 2x (1.5x at ``auto``: ``_REDUCING_GAP``) or more. The final size is exactly the naive one
   (``int(side * ratio)``, at least 1), so the bill is never higher than with a full decode.
 * **Always re-encode**, even a small JPEG: it strips EXIF (GPS positions, serial numbers), ICC and
   comments, and guarantees a baseline RGB JPEG.
@@ -52,14 +52,14 @@ from typing import NamedTuple
 
 from PIL import Image, UnidentifiedImageError
 
-from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter, UnsupportedImage
+from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter
+from shared.image_formats import sniff_or_raise
 from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
 from shared.tokens import ModelSpec, estimate_image_tokens, service_view
 
 DETAIL_MAX_SIDE = {"low": 512, "high": 2048, "auto": 1024}
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_JPEG_QUALITY = 85
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 
 LOW_DETAIL_BELOW = 768  # both sides under this: the 512px low-detail view loses little
 HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying for
@@ -70,14 +70,19 @@ _DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError, Inde
 _DECODE_ERRORS += (ZeroDivisionError, NotImplementedError, MemoryError)
 
 # Shrink by an integer factor first (libjpeg DCT scaling for JPEG, Image.reduce's box average
-# otherwise) while at least 2x the target remains, then one filter for the rest. "high" (text and
+# otherwise), then one filter for the rest. "high" (text and
 # tables, what the caller pays extra for) keeps LANCZOS, so it matches a full-decode LANCZOS resize.
 # "low" and "auto" take HAMMING (support 1) at under half LANCZOS's cost: on 12 MP photos it lands
 # 0.4 dB PSNR further from the ideal than the naive path, whose q85 encode alone costs ~34 dB, and
 # it is what makes "auto" >= 4x faster; small text comes out visibly softer, and BICUBIC is the
 # middle ground (~3.8x). Figures: benchmarks/README.md.
 _RESAMPLE = {"low": Image.Resampling.HAMMING, "auto": Image.Resampling.HAMMING, "high": Image.Resampling.LANCZOS}
-_REDUCING_GAP = 2.0
+# How much the filter must still shrink after Image.reduce (formats Pillow cannot decode reduced: PNG, WebP,
+# TIFF...). At "auto" 1.5: a 12 MP image going to 1024 x 768 (ratio 3.9) is box-reduced 2x first instead of
+# filtered from full size: the resize 97 -> 63 ms on 12 MP PNGs, at most 0.11 dB off the ideal view. "high" keeps 2.0:
+# 1.2-1.3x faster at 1.5 on photos, but a PNG text page lost 1.6 dB, and text is what "high" is for. "low"
+# (ratio 7.8: reduced 3x either way) gained nothing. JPEG's draft leaves under 2x: both reduce nothing.
+_REDUCING_GAP = {"low": 2.0, "auto": 1.5, "high": 2.0}
 #: How much smaller than the service's view a reduced JPEG decode may be and still be sent as it is. 0: never
 #: (measured: sending a 1/4-scale decode 2-5% under the view lost 5-10 dB of the service's view, text most).
 DRAFT_TOLERANCE = 0.0
@@ -96,13 +101,7 @@ _TRANSPOSE = {
 }
 _SWAPS_SIDES = frozenset({5, 6, 7, 8})
 
-_BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 _WHITE = (255, 255, 255, 255)
-
-# Only to make the 415 message helpful; none of these is accepted.
-_OTHER_SIGNATURES = ((b"%PDF", "PDF"), (b"<svg", "SVG"), (b"<?xml", "XML"), (b"<!doctype html", "HTML"))
-_OTHER_SIGNATURES += ((b"<html", "HTML"), (b"PK\x03\x04", "ZIP"))
-_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"})  # iPhone photos
 
 
 class _Size(NamedTuple):
@@ -136,29 +135,6 @@ class PreparedImage:
     def data_url(self) -> str:
         """The image inline as a ``data:`` URL, the form chat completions accept."""
         return f"data:{self.mime_type};base64,{base64.b64encode(self.data).decode('ascii')}"
-
-
-def sniff_format(data: bytes) -> str | None:
-    """The image format the first bytes announce, or None if none we accept.
-
-    Only magic bytes count. BMP's two-byte ``BM`` is too weak on its own (plenty
-    of text starts with "BM"), so its DIB header size must also be one Pillow
-    reads.
-    """
-    head = bytes(data[:32])
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if head[:2] == b"BM" and len(head) >= 18 and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
-        return "BMP"
-    return None
 
 
 def select_detail_level(task: str | None, width: int, height: int) -> str:
@@ -202,7 +178,7 @@ def image_size(data: bytes, *, max_pixels: int | None = None) -> tuple[int, int,
     ``max_pixels`` is given (Pillow's own hard limit always applies).
     """
     data = _as_bytes(data)
-    fmt = _sniff_or_raise(data)
+    fmt = sniff_or_raise(data)
     limit = _check_limit(max_pixels) if max_pixels is not None else None
     with _open(data, fmt, limit) as im:
         width, height = _displayed_size(im.size, _orientation(im))
@@ -236,7 +212,7 @@ def prepare_image(
     if isinstance(jpeg_quality, bool) or not isinstance(jpeg_quality, int) or not 1 <= jpeg_quality <= 95:
         raise InvalidParameter("jpeg_quality", f"must be an integer from 1 to 95; got {jpeg_quality!r}")
     data = _as_bytes(data)
-    fmt = _sniff_or_raise(data)
+    fmt = sniff_or_raise(data)
 
     with _open(data, fmt, limit) as im:
         orientation = _orientation(im)
@@ -269,7 +245,7 @@ def prepare_image(
             if fits and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
                 out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
             else:
-                frame = frame.resize(stored, _RESAMPLE[detail], box=box, reducing_gap=_REDUCING_GAP)
+                frame = frame.resize(stored, _RESAMPLE[detail], box=box, reducing_gap=_REDUCING_GAP[detail])
         frame = _flatten(frame)
         if orientation in _TRANSPOSE:
             frame = frame.transpose(_TRANSPOSE[orientation])
@@ -321,20 +297,6 @@ def _check_limit(max_pixels: int) -> int:
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise InvalidParameter("max_pixels", f"must be a positive integer; got {max_pixels!r}")
     return max_pixels
-
-
-def _sniff_or_raise(data: bytes) -> str:
-    if not data:
-        raise UnsupportedImage("the image is empty (0 bytes)", size_bytes=0)
-    fmt = sniff_format(data)
-    if fmt is None:
-        head = data[:16].lstrip().lower()
-        seen = next((name for sig, name in _OTHER_SIGNATURES if head.startswith(sig.lower())), None)
-        if data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS:
-            seen = "HEIC/AVIF"
-        told = f"; the bytes look like {seen}" if seen else ""
-        raise UnsupportedImage(f"not an image format we accept ({', '.join(SUPPORTED_FORMATS)}){told}", detected=seen)
-    return fmt
 
 
 @contextmanager

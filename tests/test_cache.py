@@ -25,6 +25,7 @@ from shared.cache import (
     BlobSpill,
     CorruptEntry,
     cache_key,
+    cache_key_hasher,
     decode_payload,
     encode_payload,
     entity_size_bytes,
@@ -94,6 +95,19 @@ def test_key_is_unambiguous():
 def test_key_extra_is_order_free_and_none_equals_empty():
     assert key_of(extra={"a": "1", "b": "2"}) == key_of(extra={"b": "2", "a": "1"})
     assert key_of(extra=None) == key_of(extra={}) == key_of()
+
+
+def test_a_hasher_fed_the_bytes_in_chunks_gives_the_same_key():
+    """Streamed uploads (shared.http.uploads.digested) feed the bytes as they arrive: the key must not change."""
+    data = bytes(range(256)) * 4099
+    fields = {**KEY_FIELDS, "extra": {"task": "ocr", "engine": "gpt-4o"}}
+    hasher = cache_key_hasher(**fields)
+    for start in range(0, len(data), 65_536):
+        hasher.update(data[start:start + 65_536])
+    assert hasher.hexdigest() == cache_key(data, **fields)
+    pinned = cache_key_hasher(**KEY_FIELDS)
+    pinned.update(b"\x89PNG...")
+    assert pinned.hexdigest() == "6c026f6bd98034b6aa10aa702cb081a04e4f0c734d4a28d374e6e2102e88bb29"
 
 
 def test_key_hashes_buffers_without_copying():

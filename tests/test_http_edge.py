@@ -23,20 +23,26 @@ from tests.conftest import assert_problem
 
 
 class NoTokenCredential:
-    """A TokenCredential whose every token request fails, as azure-identity's do when no identity answers."""
+    """An async TokenCredential whose every token request fails, as azure-identity's do when no identity answers.
+
+    Async like the ``azure.identity.aio`` credential the model path uses (``shared.services``).
+    """
 
     def __init__(self, error: Exception | None = None) -> None:
         self.error = error or ClientAuthenticationError(
             "ManagedIdentityCredential authentication unavailable, no response from the IMDS endpoint.")
         self.calls = 0
 
-    def get_token(self, *scopes: str, **kwargs) -> AccessToken:
+    async def get_token(self, *scopes: str, **kwargs) -> AccessToken:
         self.calls += 1
         raise self.error
 
-    def get_token_info(self, *scopes: str, options=None):
+    async def get_token_info(self, *scopes: str, options=None):
         self.calls += 1
         raise self.error
+
+    async def close(self) -> None:
+        pass
 
 
 # -- 1. Entra token failures at the model edge -------------------------------------------------
@@ -49,7 +55,7 @@ def keyless(make_settings):
 async def test_token_failure_is_a_503_naming_the_credential(make_settings, make_client, aoai, png_bytes):
     settings = keyless(make_settings)
     credential = NoTokenCredential()
-    analyzer = build_analyzer(settings, credential=lambda: credential)
+    analyzer = build_analyzer(settings, model_credential=lambda: credential)
     client = await make_client(settings)
     client._transport.app.state.services = Services(settings, analyzer)  # type: ignore[attr-defined]
     response = await client.post("/api/analyze", content=png_bytes)

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter, UnsupportedImage, VisionError
+from shared.image_formats import sniff_format
 from shared.imaging import (
     DETAIL_MAX_SIDE,
     DRAFT_TOLERANCE,
@@ -22,7 +23,6 @@ from shared.imaging import (
     image_size,
     prepare_image,
     select_detail_level,
-    sniff_format,
     to_rgb,
 )
 from shared.tokens import estimate_image_tokens, load_model_overrides, service_view
@@ -338,6 +338,29 @@ def test_high_detail_pixels_match_a_full_decode_lanczos_resize_to_the_view():
     assert view == (1152, 768)  # 3000x2000 -> 2048x1365 (fit) -> 1152x768 (short side 768)
     expected = source.resize(view, Image.Resampling.LANCZOS)
     assert prepare_image(encode(source, "PNG"), "high").data == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY)
+
+
+def test_auto_box_reduces_a_png_before_the_filter_and_high_does_not(monkeypatch):
+    """PNG has no reduced decode: at "auto" a 3.9x shrink is box-reduced 2x first (shared.imaging._REDUCING_GAP),
+    close to the full-size filter; "high" (text and tables) still filters from full size, pixel for pixel."""
+    factors: list[tuple[int, int]] = []
+    real_reduce = Image.Image.reduce
+
+    def reduce(self, factor, box=None):
+        factors.append(factor)
+        return real_reduce(self, factor, box)
+
+    monkeypatch.setattr(Image.Image, "reduce", reduce)
+    source = Image.radial_gradient("L").resize((4000, 3000)).convert("RGB")
+    data = encode(source, "PNG")
+    auto = prepare_image(data, "auto")
+    assert factors == [(2, 2)] and (auto.width, auto.height) == (1024, 768)
+    full = source.resize((1024, 768), Image.Resampling.HAMMING)
+    assert max(ImageStat.Stat(ImageChops.difference(decoded(auto), full)).mean) < 2
+    high = prepare_image(data, "high")
+    assert factors == [(2, 2)]  # no reduce at "high"
+    expected = source.resize((1024, 768), Image.Resampling.LANCZOS)
+    assert high.data == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (14, 25), (1, 5000), (5000, 1), (2, 3000)])

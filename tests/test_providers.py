@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import io
-import time
 
 import pytest
-from azure.core.credentials import AccessToken
 from PIL import Image
 
 from shared.errors import (
@@ -22,6 +20,7 @@ from shared.providers.base import UnconfiguredProvider, VisionRequest
 from shared.providers.factory import build_provider
 from tests.aoai_double import Reply
 from tests.conftest import complete
+from tests.fake_credentials import FakeAsyncCredential
 
 
 def request_for(image, prompt="What colour?", max_tokens=30):
@@ -61,25 +60,19 @@ async def test_openai_compatible_server(aoai, prepared):
 
 
 async def test_entra_id_when_no_key(make_settings, aoai, prepared):
-    """Without a key the client asks azure-identity for a bearer token (faked here: no network)."""
-    calls = []
-
-    class FakeCredential:
-        def get_token(self, *scopes, **kwargs):
-            calls.append(scopes)
-            return AccessToken("entra-token", int(time.time()) + 3600)
-
+    """Without a key the client awaits an async azure-identity credential for a bearer token (faked: no network)."""
+    credential = FakeAsyncCredential()
     settings = make_settings(AZURE_OPENAI_API_KEY="")
     with pytest.raises(ConfigError, match="AZURE_OPENAI_API_KEY"):  # keyless needs the credential handed in
         build_provider(settings)
-    provider = build_provider(settings, credential=FakeCredential)
+    provider = build_provider(settings, credential=lambda: credential)
     assert provider.describe()["auth"] == "entra_id"
     try:
         await provider.complete(request_for(prepared))
     finally:
         await provider.aclose()
-    assert calls and calls[0] == ("https://cognitiveservices.azure.com/.default",)
-    assert aoai.requests[0].headers["authorization"] == "Bearer entra-token"
+    assert credential.calls == [("https://cognitiveservices.azure.com/.default",)]
+    assert aoai.requests[0].headers["authorization"] == "Bearer entra-token-1"
     assert "api-key" not in aoai.requests[0].headers
 
 

@@ -19,6 +19,7 @@ from shared.cli.exit_codes import EXIT_FAILURES, EXIT_INPUT, EXIT_OK
 from shared.cli.main import main
 from shared.services import CredentialFactory, Services
 from tests.aoai_double import Reply
+from tests.fake_credentials import FakeAsyncCredential as FakeAsyncTokenCredential
 
 
 class FakeCredential:
@@ -43,16 +44,33 @@ class FakeAsyncCredential:
 
 
 async def test_services_make_one_credential_and_aclose_closes_it(make_settings):
-    """Keyless model, cache and images account: one credential for all three, closed with the Services."""
+    """Keyless model, cache and images account: one sync credential for the two storage clients and one
+    async credential for the model, both closed with the Services (the async one's ``close`` awaited)."""
     made: list[FakeCredential] = []
+    made_async: list[FakeAsyncTokenCredential] = []
     settings = make_settings(AZURE_OPENAI_API_KEY="", VISION_CACHE_ENABLED="true",
                              AzureWebJobsStorage__tableServiceUri="https://acct.table.core.windows.net",
                              VISION_IMAGES_STORAGE__blobServiceUri="https://acct.blob.core.windows.net")
-    services = Services(settings, credential=CredentialFactory(lambda: made.append(FakeCredential()) or made[-1]))
+    services = Services(settings, credential=CredentialFactory(lambda: made.append(FakeCredential()) or made[-1]),
+                        model_credential=CredentialFactory(
+                            lambda: made_async.append(FakeAsyncTokenCredential()) or made_async[-1]))
     assert services.pipeline is not None and services.analyzer.cache is not None
-    assert len(made) == 1
+    assert len(made) == 1 and len(made_async) == 1
     await services.aclose()
-    assert made[0].closed == 1
+    assert made[0].closed == 1 and made_async[0].closed == 1
+
+
+async def test_services_close_the_storage_credential_when_the_model_credential_fails_to_close():
+    class Failing(FakeAsyncTokenCredential):
+        async def close(self) -> None:
+            raise RuntimeError("session already gone")
+
+    storage = FakeCredential()
+    services = Services(credential=CredentialFactory(lambda: storage), model_credential=CredentialFactory(Failing))
+    services.credential(), services.model_credential()
+    with pytest.raises(RuntimeError, match="already gone"):
+        await services.aclose()
+    assert storage.closed == 1
 
 
 async def test_credential_factory_closes_async_credentials_and_nothing_it_never_made():
@@ -144,20 +162,14 @@ def test_result_wait_polls_until_the_result_is_final(blob_env, monkeypatch, caps
     assert reads == ["p"] * 4 and json.loads(capsys.readouterr().out)["status"] == "succeeded"
 
 
-class TokenCredential(FakeCredential):
-    """Hands out a token the model double accepts, and records being closed."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
-        from azure.core.credentials import AccessToken
-
-        return AccessToken("entra-token", 4_102_444_800)
-
-
 @pytest.mark.parametrize("command", [["analyze"], ["extract", "invoice"], ["compare"], ["batch"]])
 def test_cli_model_commands_close_the_keyless_credential(command, aoai, corpus, tmp_path, monkeypatch, capsys):
-    """analyze, extract, compare and batch build their analyzer through Services, which closes its credential."""
-    made: list[TokenCredential] = []
-    monkeypatch.setattr("azure.identity.DefaultAzureCredential", lambda: made.append(TokenCredential()) or made[-1])
+    """analyze, extract, compare and batch build their analyzer through Services, which closes its credential:
+    the async one (azure.identity.aio) the model calls use; the sync storage one is never made (no cache)."""
+    made: list[FakeAsyncTokenCredential] = []
+    monkeypatch.setattr("azure.identity.aio.DefaultAzureCredential",
+                        lambda: made.append(FakeAsyncTokenCredential()) or made[-1])
+    monkeypatch.setattr("azure.identity.DefaultAzureCredential", lambda: pytest.fail("sync credential made"))
     for name in [n for n in __import__("os").environ if n.startswith(("AZURE_OPENAI", "OPENAI_", "VISION_"))]:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
@@ -179,4 +191,4 @@ def test_cli_model_commands_close_the_keyless_credential(command, aoai, corpus, 
         aoai.enqueue(Reply.ok(invoice))
     assert main(args) == EXIT_OK, capsys.readouterr().err
     assert len(made) == 1 and made[0].closed == 1
-    assert aoai.requests and all(r.headers.get("authorization") == "Bearer entra-token" for r in aoai.requests)
+    assert aoai.requests and all(r.headers.get("authorization") == "Bearer entra-token-1" for r in aoai.requests)

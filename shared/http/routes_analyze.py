@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from shared.analysis import MAX_PROMPT_CHARS, AnalysisOptions, parse_max_tokens
-from shared.errors import UnsupportedImage
+from shared.analysis import MAX_PROMPT_CHARS, AnalysisOptions, Analyzer, StreamedKey, parse_max_tokens
+from shared.errors import InvalidParameter, UnsupportedImage
 from shared.http.models import (
     DOCUMENT_MEDIA_TYPES,
     PAGES_FIELD,
@@ -18,7 +18,7 @@ from shared.http.models import (
     UsageModel,
 )
 from shared.http.problems import problem_responses
-from shared.http.uploads import read_upload
+from shared.http.uploads import is_multipart, read_upload
 from shared.services import Services
 from shared.tasks import DEFAULT_PROMPT, DETAILS, TASKS
 
@@ -97,6 +97,20 @@ def _options(request: Request, fields: dict[str, str]) -> AnalysisOptions:
     )
 
 
+def _streamed_key(request: Request, analyzer: Analyzer) -> StreamedKey | None:
+    """For a raw body, whose parameters are all in the query string, the cache key to hash as it arrives.
+
+    None for multipart (fields may follow the file) and for bad parameters, which are then reported
+    after the body is read, in the order every upload reports its problems.
+    """
+    if is_multipart(request):
+        return None
+    try:
+        return analyzer.start_analysis_key(_options(request, {}))
+    except InvalidParameter:
+        return None
+
+
 router = APIRouter(prefix="/api")
 
 
@@ -111,9 +125,10 @@ async def analyze(request: Request) -> JSONResponse:
     """Send an image (multipart field ``file`` or the raw body) and get the model's analysis."""
     services: Services = request.app.state.services
     settings = services.settings
-    data, fields = await read_upload(request, settings)
+    streamed = _streamed_key(request, services.analyzer)
+    data, fields = await read_upload(request, settings, digest=streamed)
     options = _options(request, fields)
     if not data:
         raise UnsupportedImage("the request holds no image bytes")
-    result = await services.analyzer.analyze(data, options)
+    result = await services.analyzer.analyze(data, options, streamed=streamed)
     return JSONResponse(result)

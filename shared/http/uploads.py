@@ -3,6 +3,7 @@
 Every route reads its body through these, so the limits are enforced the same way everywhere:
 a declared ``Content-Length`` over the limit is refused before reading, and the body is read as a
 stream cut off at the limit (:func:`limited_body`), so an oversized upload is never held whole.
+A raw body can also be hashed as it streams in (:func:`digested`), for a cache key known before it.
 The route modules include no one else's code: this is the one shared reader.
 """
 
@@ -13,7 +14,7 @@ import base64
 import binascii
 import json
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -26,6 +27,15 @@ from shared.schemas import MAX_SCHEMA_CHARS
 
 MULTIPART_OVERHEAD = 64 * 1024  # headers and boundaries around the file part
 JSON_OVERHEAD = 4 * MAX_SCHEMA_CHARS + 64 * 1024  # schema (worst case \u-escaped) and the other fields
+#: Chunks up to this size are hashed on the event loop (a quarter of a millisecond at most); larger ones,
+#: as a whole body arriving at once under the Functions host, in a worker thread.
+INLINE_HASH_BYTES = 256 * 1024
+
+
+class Digest(Protocol):
+    """What :func:`digested` feeds: a hashlib object, or :class:`shared.analysis.StreamedKey`."""
+
+    def update(self, chunk: bytes, /) -> None: ...
 
 
 async def limited_body(request: Request, limit: int, error: Callable[[], Exception]) -> AsyncIterator[bytes]:
@@ -41,17 +51,44 @@ async def limited_body(request: Request, limit: int, error: Callable[[], Excepti
         yield chunk
 
 
-async def read_upload(request: Request, settings: Settings) -> tuple[bytes, dict[str, str]]:
-    """The image bytes and form fields, from multipart (``file``) or a raw body."""
+async def digested(chunks: AsyncIterator[bytes], digest: Digest) -> AsyncIterator[bytes]:
+    """``chunks`` passed through, each fed to ``digest`` first, in order.
+
+    Hashing as the body arrives spares a second pass over it later. Large chunks (the whole body at
+    once, as the Functions host delivers it) are hashed in a worker thread (hashlib releases the GIL),
+    so one 20 MiB upload never holds the event loop for the tens of milliseconds that takes.
+    """
+    async for chunk in chunks:
+        if len(chunk) > INLINE_HASH_BYTES:
+            await asyncio.to_thread(digest.update, chunk)
+        else:
+            digest.update(chunk)
+        yield chunk
+
+
+def is_multipart(request: Request) -> bool:
+    """Whether the body is a form (fields and file parts) rather than the raw image: the routes read each apart."""
+    return request.headers.get("content-type", "").lower().startswith("multipart/form-data")
+
+
+async def read_upload(request: Request, settings: Settings, *, digest: Digest | None = None
+                      ) -> tuple[bytes, dict[str, str]]:
+    """The image bytes and form fields, from multipart (``file``) or a raw body.
+
+    ``digest`` is fed a raw body as it streams in; it is refused with multipart, whose file part the
+    parser spools and whose fields (which the digest may depend on) can follow the file.
+    """
     limit = settings.max_image_bytes
     declared = request.headers.get("content-length")
-    content_type = request.headers.get("content-type", "")
-    is_multipart = content_type.lower().startswith("multipart/form-data")
-    body_limit = limit + MULTIPART_OVERHEAD if is_multipart else limit
+    multipart = is_multipart(request)
+    if multipart and digest is not None:
+        raise ValueError("a multipart body is not hashed as it streams in")
+    body_limit = limit + MULTIPART_OVERHEAD if multipart else limit
     if declared and declared.isdigit() and int(declared) > body_limit:
         raise PayloadTooLarge(limit, int(declared))
-    if not is_multipart:
-        chunks = [chunk async for chunk in limited_body(request, body_limit, lambda: PayloadTooLarge(limit))]
+    if not multipart:
+        stream = limited_body(request, body_limit, lambda: PayloadTooLarge(limit))
+        chunks = [chunk async for chunk in (digested(stream, digest) if digest is not None else stream)]
         return b"".join(chunks), {}
     body = limited_body(request, body_limit, lambda: PayloadTooLarge(limit))
     parser = MultiPartParser(request.headers, body, max_files=1, max_fields=16)

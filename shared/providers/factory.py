@@ -1,13 +1,15 @@
 """The provider the settings name: Azure OpenAI, an OpenAI-compatible server, the offline engine, or none.
 
 Keyless (Entra ID) access needs a credential. It is not made here: the composition root
-(:mod:`shared.services`) owns the process's one credential and hands in a factory, called only
-when no key is configured, so key-based and offline runs never load azure-identity.
+(:mod:`shared.services`) owns the process's async credential and hands in a factory, called only
+when no key is configured, so key-based and offline runs never load azure-identity. The token
+provider is async (``azure.identity.aio``): the SDK awaits it before each request, on the event
+loop, so a token refresh never blocks the other requests there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx2
@@ -23,16 +25,16 @@ from shared.quota.limiter import process_limiter
 from shared.tokens import known_model, load_model_overrides
 
 if TYPE_CHECKING:
-    from azure.core.credentials import TokenCredential
+    from azure.core.credentials_async import AsyncTokenCredential
 
 ENTRA_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
 def build_provider(settings: Settings, *, http_client: Any = None,
-                   credential: Callable[[], TokenCredential] | None = None) -> Provider:
+                   credential: Callable[[], AsyncTokenCredential] | None = None) -> Provider:
     """The provider the settings describe; ``http_client`` lets tests swap the transport.
 
-    ``credential`` makes the Entra ID credential (see :func:`shared.services.default_credential`);
+    ``credential`` makes the async Entra ID credential (see :func:`shared.services.default_async_credential`);
     it is required only for Azure OpenAI without ``AZURE_OPENAI_API_KEY``. A language model comes
     as a :class:`FailoverProvider`: the primary deployment, then ``VISION_FALLBACK_DEPLOYMENTS``,
     each behind the process's breaker for it.
@@ -83,7 +85,7 @@ def build_provider(settings: Settings, *, http_client: Any = None,
 
 
 def _client(settings: Settings, endpoint: str, common: dict[str, Any],
-            credential: Callable[[], TokenCredential] | None) -> tuple[openai.AsyncOpenAI, str, str | None]:
+            credential: Callable[[], AsyncTokenCredential] | None) -> tuple[openai.AsyncOpenAI, str, str | None]:
     """An SDK client for ``endpoint``, its auth and credential name; deployments on one endpoint share it."""
     if settings.model_provider == "openai_compatible":
         client = openai.AsyncOpenAI(base_url=endpoint, api_key=settings.openai_api_key or "not-needed", **common)
@@ -102,12 +104,17 @@ def _client(settings: Settings, endpoint: str, common: dict[str, Any],
     return client, auth, credential_name
 
 
-def _entra_token_provider(credential: Callable[[], TokenCredential] | None) -> tuple[Callable[[], str], str]:
-    """The bearer-token callable the SDK asks before each request (azure-identity caches the token), and
-    the credential's class name, which a token failure names."""
+def _entra_token_provider(credential: Callable[[], AsyncTokenCredential] | None
+                          ) -> tuple[Callable[[], Awaitable[str]], str]:
+    """The async bearer-token callable the SDK awaits before each request, and the credential's class
+    name, which a token failure names.
+
+    azure-identity's policy behind it caches the token and asks the credential again only near
+    expiry; the ask is awaited, so it never holds the event loop.
+    """
     if credential is None:
         raise ConfigError("AZURE_OPENAI_API_KEY", "is not set, and no Entra ID credential was given to use instead")
-    from azure.identity import get_bearer_token_provider
+    from azure.identity.aio import get_bearer_token_provider
 
     made = credential()
     return get_bearer_token_provider(made, ENTRA_SCOPE), type(made).__name__
