@@ -17,15 +17,13 @@ from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 
 import shared.cache as cache_module
-from shared.cache import (
+from shared.cache import AnswerCache, cache_key, cache_key_hasher
+from shared.cache_entity import (
     CHUNK_UTF16_UNITS,
     MAX_ENTITY_BYTES,
     MAX_PROPERTIES,
-    AnswerCache,
     BlobSpill,
     CorruptEntry,
-    cache_key,
-    cache_key_hasher,
     decode_payload,
     encode_payload,
     entity_size_bytes,

@@ -22,7 +22,8 @@ PACKAGE = REPO / "shared"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.settings_table", "shared.config",
                     "shared.tokens", "shared.image_formats", "shared.imaging")),
-    ("parts", ("shared.providers", "shared.offline", "shared.documents", "shared.cache", "shared.storage",
+    ("parts", ("shared.providers", "shared.offline", "shared.documents", "shared.cache_entity", "shared.cache",
+               "shared.storage",
                "shared.schemas",
                "shared.schema_safety", "shared.quota", "shared.budget",
                "shared.telemetry")),
