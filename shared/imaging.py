@@ -83,9 +83,12 @@ _RESAMPLE = {"low": Image.Resampling.HAMMING, "auto": Image.Resampling.HAMMING, 
 # 1.2-1.3x faster at 1.5 on photos, but a PNG text page lost 1.6 dB, and text is what "high" is for. "low"
 # (ratio 7.8: reduced 3x either way) gained nothing. JPEG's draft leaves under 2x: both reduce nothing.
 _REDUCING_GAP = {"low": 2.0, "auto": 1.5, "high": 2.0}
-#: How much smaller than the service's view a reduced JPEG decode may be and still be sent as it is. 0: never
-#: (measured: sending a 1/4-scale decode 2-5% under the view lost 5-10 dB of the service's view, text most).
-DRAFT_TOLERANCE = 0.0
+#: How much smaller than the service's view a reduced JPEG decode (1/2, 1/4, 1/8: libjpeg's DCT scaling) may
+#: be and still be sent as it is, with no full decode and no resize, at the same bill. The DCT scaling is
+#: as faithful as HAMMING at the same size on photos (44-53 dB from the ideal) and on text (30 dB, the
+#: same as HAMMING's 1024 x 768), so "low" and "auto" take it; "high" (OCR, tables) never does: there
+#: LANCZOS keeps text at 40 dB. Figures: benchmarks/README.md.
+DRAFT_TOLERANCE = {"low": 0.05, "auto": 0.05, "high": 0.0}
 #: JPEG quality of an image sent at the service's view at ``high`` detail (see :func:`prepare_image`).
 HIGH_VIEW_MIN_QUALITY = 92
 
@@ -233,7 +236,9 @@ def prepare_image(
             if fmt == "JPEG" and stored != im.size:
                 # A reduced decode (1/2, 1/4, 1/8 scale) that lands at most DRAFT_TOLERANCE under the view
                 # may be sent as it is, if it bills the same: no full decode and no resize at all.
-                smallest = tuple(max(1, math.ceil(side * (1 - DRAFT_TOLERANCE))) for side in stored)
+                # Only for a model: the offline engine reads every pixel itself and gets the detail's size.
+                tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
+                smallest = tuple(max(1, math.ceil(side * (1 - tolerance))) for side in stored)
                 drafted = im.draft("RGB", smallest)
                 box = drafted[1] if drafted else None
             im.load()
