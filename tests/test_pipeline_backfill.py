@@ -194,3 +194,19 @@ async def test_a_result_write_lost_to_an_outage_keeps_the_claim_for_this_process
 
     assert failures == ["succeeded"] and outcome.status == "succeeded"
     assert pipeline.read_result("outage/a.png")["attempts"] == 2
+
+
+async def test_a_replaced_blob_with_an_old_result_is_done_again_when_guessed_new(env, aoai):
+    """The trigger guesses 'no result yet': a blob replaced under its name has one, for the old version."""
+    pipeline = env.pipeline
+    blob = upload(pipeline, "again/a.png", distinct_png(7))
+    aoai.enqueue(Reply.ok("Old."), Reply.ok("New."))
+    assert (await pipeline.handle(blob, result_absent=True)).status == "succeeded"
+    blob = upload(pipeline, "again/a.png", distinct_png(8))
+
+    outcome = await pipeline.handle(blob, result_absent=True)
+
+    document = pipeline.read_result("again/a.png")
+    assert outcome.status == "succeeded" and document["analysis"] == "New." and document["attempts"] == 1
+    assert document["source"]["etag"] == blob.get_blob_properties().etag
+    assert (await pipeline.handle(blob, result_absent=True)).status == "skipped"  # a redelivery

@@ -54,7 +54,9 @@ async def handle_blob_event(blob: BlobClient, services: Services) -> None:
     ``services`` is the worker's :class:`~shared.services.Services`, so the trigger shares
     the HTTP app's model client and cache.
     """
-    outcome = await services.pipeline.handle(blob)
+    # A BlobCreated event is nearly always a blob with no result yet: the claim creates the result at once,
+    # and reads it only when that fails (a redelivery, or a blob replaced under the same name).
+    outcome = await services.pipeline.handle(blob, result_absent=True)
     log.info("blob %s: %s%s", outcome.name, outcome.status, f" ({outcome.reason})" if outcome.reason else "")
 
 
