@@ -53,7 +53,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.analysis import AnalysisOptions  # noqa: E402
+from shared.analysis_options import AnalysisOptions  # noqa: E402
 from shared.batch import run_batch  # noqa: E402
 from shared.blob.watch import process  # noqa: E402
 from shared.config import Settings  # noqa: E402

@@ -37,7 +37,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from shared.analysis import AnalysisOptions, Analyzer, validate_options
+from shared.analysis import Analyzer
+from shared.analysis_options import AnalysisOptions, validate_options
 from shared.documents.reader import sniff_document
 from shared.errors import (
     BudgetExhausted,

@@ -51,7 +51,8 @@ from typing import Any, Literal
 from openai.lib import type_to_response_format_param
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.analysis import AnalysisOptions, Analyzer, validate_options
+from shared.analysis import Analyzer
+from shared.analysis_options import AnalysisOptions, validate_options
 from shared.document_analysis import check_pages_parameter, document_request, read_document, single_request_pages
 from shared.documents.reader import sniff_document
 from shared.errors import InvalidParameter, ModelBadResponse

@@ -35,7 +35,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from shared.analysis import AnalysisOptions, Analyzer, image_info, validate_options
+from shared.analysis import Analyzer, image_info
+from shared.analysis_options import AnalysisOptions, validate_options
 from shared.errors import InvalidParameter, NotSupported, PayloadTooLarge, VisionError
 from shared.extraction import ask_structured, default_max_tokens, model_format, pydantic_check
 from shared.imaging import DETAIL_MAX_SIDE, PreparedImage, image_size, select_detail_level, target_size

@@ -7,7 +7,8 @@ import logging
 
 import pytest
 
-from shared.analysis import AnalysisOptions, Analyzer
+from shared.analysis import Analyzer
+from shared.analysis_options import AnalysisOptions
 from shared.config import Settings
 from shared.errors import ContentFiltered
 from shared.providers.base import Completion, Provider, Usage

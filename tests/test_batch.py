@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.analysis import AnalysisOptions, Analyzer
+from shared.analysis import Analyzer
+from shared.analysis_options import AnalysisOptions
 from shared.batch import BatchSummary, iter_images, run_batch
 from shared.cli.batch import add_batch_parser
 from shared.cli.exit_codes import EXIT_FAILURES

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from azure.data.tables import TableServiceClient
 
-from shared.analysis import AnalysisOptions
+from shared.analysis_options import AnalysisOptions
 from shared.batch import run_batch
 from shared.blob.deferral import BlobDeferred
 from shared.blob.watch import process

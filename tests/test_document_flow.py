@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from shared.analysis import AnalysisOptions
+from shared.analysis_options import AnalysisOptions
 from shared.errors import InvalidParameter, TooManyPages
 from shared.extraction import extract
 from tests import documents

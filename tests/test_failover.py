@@ -8,7 +8,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from PIL import Image
 
-from shared.analysis import AnalysisOptions
+from shared.analysis_options import AnalysisOptions
 from shared.errors import ConfigError, ModelBadResponse, ModelUnavailable
 from shared.imaging import prepare_image
 from shared.providers.base import VisionRequest

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from shared import extraction
-from shared.analysis import AnalysisOptions, Analyzer
+from shared.analysis import Analyzer
+from shared.analysis_options import AnalysisOptions
 from shared.config import Settings
 from shared.errors import NotSupported
 from shared.imaging import PreparedImage, prepare_image

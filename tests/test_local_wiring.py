@@ -116,7 +116,7 @@ async def test_ocr_runs_on_its_own_thread_and_the_key_is_hashed_off_the_loop(mon
     import threading
 
     from shared import analysis
-    from shared.analysis import AnalysisOptions
+    from shared.analysis_options import AnalysisOptions
     from shared.config import Settings
     from shared.offline import engine
     from shared.services import build_analyzer

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from shared.analysis import MAX_PROMPT_CHARS
+from shared.analysis_options import MAX_PROMPT_CHARS
 from shared.config import Settings
 from shared.http.app import create_app
 from tests.aoai_double import Reply

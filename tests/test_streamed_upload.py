@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from shared import analysis
-from shared.analysis import AnalysisOptions, Analyzer, StreamedKey
+from shared.analysis import Analyzer, StreamedKey
+from shared.analysis_options import AnalysisOptions
 from shared.http import uploads
 from shared.http.uploads import INLINE_HASH_BYTES, digested
 from tests.conftest import encode

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shared.analysis import AnalysisOptions
+from shared.analysis_options import AnalysisOptions
 from shared.errors import ModelBadResponse
 from shared.http.app import create_app
 from shared.providers.base import VisionRequest

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from urllib.parse import unquote
 
-from shared.analysis import AnalysisOptions
+from shared.analysis_options import AnalysisOptions
 from shared.errors import InvalidParameter
 from shared.tasks import DEFAULT_TASK, PREFIX_EXTRACTIONS, PREFIX_TASKS, TASK_PROMPTS
 

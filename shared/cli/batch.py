@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from shared.analysis import AnalysisOptions, parse_max_tokens
+from shared.analysis_options import AnalysisOptions, parse_max_tokens
 from shared.batch import run_batch
 from shared.cli.common import command
 from shared.cli.exit_codes import EXIT_BUDGET, EXIT_FAILURES, EXIT_OK

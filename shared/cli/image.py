@@ -10,7 +10,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from shared.analysis import AnalysisOptions, parse_max_tokens
+from shared.analysis_options import AnalysisOptions, parse_max_tokens
 from shared.cli.common import command, print_json, read_file
 from shared.cli.exit_codes import EXIT_OK
 from shared.config import load_settings

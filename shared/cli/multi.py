@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from shared.analysis import parse_max_tokens
+from shared.analysis_options import parse_max_tokens
 from shared.cli.common import command, print_json, read_file
 from shared.cli.exit_codes import EXIT_OK
 from shared.config import load_settings

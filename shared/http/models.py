@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from shared.analysis import MAX_PROMPT_CHARS
+from shared.analysis_options import MAX_PROMPT_CHARS
 from shared.http.problems import problem_responses
 from shared.tasks import DETAILS
 

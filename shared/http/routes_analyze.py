@@ -6,7 +6,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from shared.analysis import MAX_PROMPT_CHARS, AnalysisOptions, Analyzer, StreamedKey, parse_max_tokens
+from shared.analysis import Analyzer, StreamedKey
+from shared.analysis_options import MAX_PROMPT_CHARS, AnalysisOptions, parse_max_tokens
 from shared.errors import InvalidParameter, UnsupportedImage
 from shared.http.models import (
     DOCUMENT_MEDIA_TYPES,

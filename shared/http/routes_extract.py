@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from shared.analysis import parse_max_tokens
+from shared.analysis_options import parse_max_tokens
 from shared.errors import InvalidParameter
 from shared.extraction import Invoice, Table, extract
 from shared.http.models import (

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from shared.analysis import parse_max_tokens
+from shared.analysis_options import parse_max_tokens
 from shared.http.models import DOCUMENT_PROBLEMS, FORM_FIELDS, ImageModel, UsageModel
 from shared.http.uploads import field_picker, read_images
 from shared.multi import compare, sequence
