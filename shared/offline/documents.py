@@ -8,22 +8,57 @@ returns ``None`` rather than a guess (a wrong invoice total is worse than a miss
 Decisions, and why:
 
 * **Geometry, not language**: lines come from :func:`~shared.offline.engine.group_lines`; table columns
-  are the x-ranges that the cells of multi-cell lines cover (vertical gutters separate them); labels
-  are matched by patterns (which accept the missing spaces the recogniser produces) and their values
-  are read on the same line to the right, or directly below.
-* **Values** (dates, amounts, currencies) are read by :mod:`shared.offline.values`; any JSON Schema is
-  filled by :mod:`shared.offline.forms` with the label helpers below.
+  are the x-ranges that the cells of multi-cell lines cover (:mod:`shared.offline.tables`); labels are
+  matched by patterns, one table per language (:mod:`shared.offline.labels`, which accept the missing
+  spaces the recogniser produces), and their values are read in the label's own box, on its row at any
+  distance, or under it in its column (:mod:`shared.offline.layout`, which also says which rows are table
+  headers and repairs text layers' stray decimal marks and letter-spaced words).
+* **Which value**: the total by arithmetic, label strength and position (:mod:`shared.offline.totals`);
+  other fields the first labelled value; an invoice date with no label from the title line that carries
+  the number, or a receipt's date beside its time of sale. Ambiguous dates follow the page's other dates,
+  then its language, else stay null.
+* **Values** (dates, amounts, currencies) are read by :mod:`shared.offline.values` and
+  :mod:`shared.offline.dates`; any JSON Schema is filled by :mod:`shared.offline.forms` with the label
+  helpers below. Every filled field's provenance names its box, the OCR confidence and the ``rule``.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
+import unicodedata
 from typing import Any
 
+from shared.offline.dates import has_time
 from shared.offline.engine import TextBox, group_lines
-from shared.offline.labels import FIELDS, label_pattern
-from shared.offline.values import date_order, find_currency, parse_amount, parse_date
+from shared.offline.labels import FIELDS, TITLE, label_pattern, page_language
+from shared.offline.layout import (
+    attach_marks,
+    below,
+    first_value,
+    is_header_row,
+    last_value,
+    row_after,
+    squeeze_spaced,
+    vertical_text,
+)
+from shared.offline.tables import build_table, column_of, column_spans, table_from_boxes, table_provenance, union_box
+from shared.offline.totals import Candidate, choose_total
+from shared.offline.values import (
+    ZERO_DECIMAL,
+    currencies,
+    date_order,
+    find_currency,
+    parse_amount,
+    parse_date,
+    parse_money,
+    parse_reference,
+    parse_tax_id,
+    whole_number_page,
+)
+
+__all__ = ["LABELS", "build_table", "column_spans", "first_parsed", "invoice_from_boxes", "labelled_values",
+           "neighbour_below", "neighbour_right", "parse_money", "table_from_boxes", "table_provenance", "union_box"]
 
 # --- label: value -----------------------------------------------------------------------------------
 
@@ -78,88 +113,6 @@ def first_parsed(candidates: list[tuple[str, TextBox]], parse: Any) -> tuple[Any
     return None
 
 
-def union_box(boxes: list[TextBox], separator: str = " ") -> TextBox:
-    """One box around several (a cell OCR split in two, an address over several lines)."""
-    left, top = min(b.left for b in boxes), min(b.top for b in boxes)
-    right, bottom = max(b.right for b in boxes), max(b.bottom for b in boxes)
-    return TextBox(separator.join(b.text for b in boxes), min(b.confidence for b in boxes),
-                   ((left, top), (right, top), (right, bottom), (left, bottom)))
-
-
-# --- tables -----------------------------------------------------------------------------------------
-
-
-def column_spans(lines: list[list[TextBox]]) -> list[tuple[float, float]]:
-    """X-ranges covered by the cells of multi-cell lines, merged where they overlap: one per column."""
-    intervals = sorted((b.left, b.right) for line in lines if len(line) > 1 for b in line)
-    spans: list[list[float]] = []
-    for left, right in intervals:
-        if spans and left < spans[-1][1]:
-            spans[-1][1] = max(spans[-1][1], right)
-        else:
-            spans.append([left, right])
-    return [(left, right) for left, right in spans]
-
-
-def _column_of(box: TextBox, spans: list[tuple[float, float]]) -> int:
-    overlaps = [min(box.right, r) - max(box.left, left) for left, r in spans]
-    best = max(range(len(spans)), key=lambda i: overlaps[i])
-    if overlaps[best] > 0:
-        return best
-    return min(range(len(spans)), key=lambda i: abs(box.center[0] - (spans[i][0] + spans[i][1]) / 2))
-
-
-def build_table(lines: list[list[TextBox]]) -> tuple[list[str], list[dict[str, TextBox | None]]]:
-    """Header names and rows of cell boxes (None for an empty cell) from lines whose first is the header.
-
-    A single-box line that spans several columns (a caption, a note) is not a row.
-    """
-    spans = column_spans(lines)
-    if not spans or not lines:
-        return [], []
-    grid: list[list[list[TextBox]]] = []
-    for line in lines:
-        cells: list[list[TextBox]] = [[] for _ in spans]
-        for box in line:
-            cells[_column_of(box, spans)].append(box)
-        crossing = sum(1 for left, right in spans if min(line[0].right, right) - max(line[0].left, left) > 0)
-        if len(line) == 1 and crossing > 1:
-            continue
-        grid.append(cells)
-    names: list[str] = []
-    for i, cell in enumerate(grid[0]):  # names as the extraction layer makes them: "Column 2", "Qty (2)"
-        name = base = " ".join(b.text for b in cell).strip(" :") or f"Column {i + 1}"
-        n = 1
-        while name in names:
-            n += 1
-            name = f"{base} ({n})"
-        names.append(name)
-    rows = []
-    for cells in grid[1:]:
-        rows.append({name: (union_box(cell) if len(cell) > 1 else cell[0]) if cell else None
-                     for name, cell in zip(names, cells, strict=True)})
-    return names, rows
-
-
-def _table_lines(lines: list[list[TextBox]]) -> list[list[TextBox]]:
-    """Drop the single-box lines (titles) above the first multi-box line, which is the header."""
-    first = next((i for i, line in enumerate(lines) if len(line) > 1), 0)
-    return lines[first:]
-
-
-def table_from_boxes(boxes: list[TextBox]) -> dict[str, Any]:
-    """``{"columns": [...], "rows": [{column: text or None}]}`` rebuilt from the boxes' geometry."""
-    columns, rows = build_table(_table_lines(group_lines(boxes)))
-    return {"columns": columns,
-            "rows": [{k: v.text if v else None for k, v in row.items()} for row in rows]}
-
-
-def table_provenance(boxes: list[TextBox]) -> dict[str, Any]:
-    """Provenance for :func:`table_from_boxes`: ``rows[i].<column>`` -> the cell's box."""
-    _, rows = build_table(_table_lines(group_lines(boxes)))
-    return {f"rows[{i}].{k}": v.as_provenance() for i, row in enumerate(rows) for k, v in row.items() if v}
-
-
 # --- invoices ---------------------------------------------------------------------------------------
 
 
@@ -180,30 +133,6 @@ _ITEM_FIELDS = (("unit_price", r"unit\s*price|price|rate|unit\s*cost|each"),
                 ("description", r"desc\w*|items?|product|service|details"))
 _SUMMARY = ("subtotal", "tax", "total", "amount_due")
 _INVOICE_WORDS = re.compile(r"\s*(?:tax\s*)?(?:invoice|receipt|bill|statement)\s*$", re.I)
-_REFERENCE = re.compile(r"[A-Z0-9][A-Z0-9/_.-]{0,39}", re.I)
-
-
-_CENTS = re.compile(r"\d[.,]\d{2}(?!\d)")
-
-
-def parse_money(text: str) -> float | None:
-    """An amount written as money (with cents: ``120.00``, ``1.589,80``), else None.
-
-    Invoice sums are printed with two decimals; a bare integer next to a "Total" or "Summe" label is a
-    quantity, a column number or a count far more often than a sum, and a wrong total is worse than none.
-    """
-    return parse_amount(text) if _CENTS.search(text) else None
-
-
-def _reference(text: str) -> str | None:
-    match = _REFERENCE.match(text.strip())
-    return match[0].rstrip(".") if match and any(c.isdigit() for c in match[0]) else None
-
-
-def _tax_id(text: str) -> str | None:
-    value = text.strip()[:30]
-    valid = re.fullmatch(r"[A-Z0-9][A-Z0-9 .-]+", value, re.I) and sum(c.isdigit() for c in value) >= 4
-    return value if valid else None
 
 
 def _line_items(lines: list[list[TextBox]]) -> tuple[list[dict[str, Any]], dict[str, Any], frozenset[int]]:
@@ -222,7 +151,7 @@ def _line_items(lines: list[list[TextBox]]) -> tuple[list[dict[str, Any]], dict[
                 break
             end += 1
         names, rows = build_table(lines[start:end])
-        by_name = {names[_column_of(header[i], column_spans(lines[start:end]))]: f for i, f in fields.items()}
+        by_name = {names[column_of(header[i], column_spans(lines[start:end]))]: f for i, f in fields.items()}
         items, provenance = [], {}
         for row in rows:
             item: dict[str, Any] = dict.fromkeys(("description", "quantity", "unit_price", "total"))
@@ -254,51 +183,182 @@ def _party(lines: list[list[TextBox]], name: TextBox) -> TextBox | None:
     return union_box(parts, ", ") if parts else None
 
 
+def _nfkc(box: TextBox) -> TextBox:
+    """The box with its text in Unicode NFKC: the recogniser emits full-width forms (``：06.08.2013``)."""
+    text = unicodedata.normalize("NFKC", box.text)
+    return box if text == box.text else TextBox(text, box.confidence, box.box)
+
+
+def _currency_code(text: str) -> str | None:
+    """The first currency a ``Currency:`` label's value names."""
+    names = currencies(text)
+    return names[0] if names else None
+
+
+def _is_label(box: TextBox) -> bool:
+    return any(pattern.match(box.text) for pattern in LABELS.values())
+
+
+def _longer_label(text: str, field: str, end: int) -> bool:
+    """True when another field's label matches more of ``text``: ``Date limite de paiement`` is a due
+    date, not the ``Date`` of the invoice; ``Total HT`` a net amount, not the ``Total``."""
+    return any(other != field and (m := pattern.match(text)) is not None and m.end() > end
+               for other, pattern in LABELS.items() if other in FIELDS)
+
+
+def _hits(lines: list[list[TextBox]], field: str, parse: Any, table: frozenset[int],
+          header_rows: frozenset[int], own_box_only: bool = False) -> list[tuple[Any, TextBox, TextBox, str]]:
+    """Every labelled value of ``field`` in page order: (value, value box, label box, how it was found).
+
+    A label's value is the rest of its own box, else on its row at any distance (up to the next label; for
+    sums the rightmost amount, the row's total column), else directly below it. A label in the line-item
+    table is no label, and a sum is never read under a label in a table's header row.
+    """
+    found = []
+    sums = field in _SUMMARY
+    for index, line in enumerate(lines):
+        for box in line:
+            match = LABELS[field].match(box.text)
+            if match is None or id(box) in table or _longer_label(box.text, field, match.end()):
+                continue
+            rest = box.text[match.end():].strip(" :#.-\t")
+            value = parse(rest) if rest else None
+            if value is not None:
+                found.append((value, box, box, "label"))
+                continue
+            if own_box_only:
+                continue
+            row = row_after(box, line, _is_label)
+            hit = (last_value if sums else first_value)(row, parse)
+            if hit is None and not sums and len(row) > 1 and (value := parse(" ".join(b.text for b in row))):
+                hit = (value, union_box(row))  # a value split over boxes ("Jan 1", ",", "2022")
+            if hit is None and not (sums and id(line) in header_rows):
+                under = below(box, lines, index)
+                hit = first_value([under] if under is not None else [], parse)
+                if hit is not None:
+                    found.append((*hit, box, "label, value below"))
+                continue
+            if hit is not None:
+                found.append((*hit, box, "label, same row"))
+    return found
+
+
+_TITLE = re.compile(rf"{label_pattern(TITLE).pattern}\s*:?\s*$", re.I)
+
+
+def _number_column(lines: list[list[TextBox]], header_rows: frozenset[int]) -> tuple[str, TextBox, str] | None:
+    """The number under a table header's column named by the document's own word alone (``Klant | Order |
+    Factuur | Vervaldatum`` over the values): that column holds the document's number."""
+    for index, line in enumerate(lines):
+        if id(line) not in header_rows:
+            continue
+        for box in line:
+            under = below(box, lines, index) if _TITLE.match(box.text) else None
+            if under is not None and (value := parse_reference(under.text)):
+                return value, under, "column headed by the document's name"
+    return None
+
+
+#: A word naming some date (``Lieferdatum``, ``Order date``): a date beside it is that one.
+_OTHER_DATE = re.compile(r"[a-zäöü]*(?:datum|date|fecha|data)\b", re.I)
+
+
+def _unlabelled_date(lines: list[list[TextBox]], parse: Any) -> tuple[str, TextBox, str] | None:
+    """A date where no label names one: in the document's title line with its number
+    (``Rechnung Nr. 42 vom 31.01.2014``, ``Invoice# 508 issued at2020-11-21``), else a receipt's date
+    printed beside the time of sale (``02.03.20 15:59``) on a line with no label and no other date's name."""
+    for line in lines:
+        for box in line:
+            match = LABELS["invoice_number"].match(box.text)
+            if match and (value := parse(box.text[match.end():])) is not None:
+                return value, box, "date in the title with the number"
+    for line in lines:
+        text = " ".join(b.text for b in line)
+        if not has_time(text) or _OTHER_DATE.search(text) or any(
+                p.match(b.text) for b in line for f, p in LABELS.items() if f != "invoice_date"):
+            continue
+        for box in line:
+            if (value := parse(box.text)) is not None:
+                return value, box, "receipt date beside a time"
+    return None
+
+
+def _page_language_day_first(texts: list[str]) -> bool | None:
+    """Day first when the page's labels are in a language that writes the day first (all but English)."""
+    language = page_language(texts)
+    return None if language in (None, "en") else True
+
+
 def invoice_from_boxes(boxes: list[TextBox]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Invoice fields found in the OCR boxes (None where not found reliably) and their provenance.
 
     Provenance maps a field path (``total``, ``vendor.name``, ``line_items[0].total``) to the box the
-    value was read from. The vendor's name is the labelled one (From:, Vendor:, Sold by...) or else a
-    heading in the first two lines: larger than the median text (x1.15), letters only, not a label and
-    not "Invoice". Amounts take the last labelled value on the page (totals come last), other fields
-    the first; labels inside the line-item table (its "Total" header) are ignored.
+    value was read from, with ``rule``: how it was found. The vendor's name is the labelled one (From:,
+    Vendor:, Sold by...) or else a heading in the first two lines: larger than the median text (x1.15),
+    letters only, not a label and not "Invoice". The total is chosen by :mod:`shared.offline.totals`;
+    other fields take the first labelled value. Labels inside the line-item table are ignored.
     """
-    lines = group_lines(boxes)
+    boxes = squeeze_spaced(attach_marks([_nfkc(b) for b in boxes]))
+    sideways = vertical_text(boxes)  # no rows or columns: each box its own line, values only inside it
+    lines = [[b] for b in boxes] if sideways else group_lines(boxes)
     items, provenance, table = _line_items(lines)
-    order = date_order([b.text for b in boxes])
+    texts = [b.text for b in boxes]
+    order = date_order(texts)
+    order = order if order is not None else _page_language_day_first(texts)
+    zero_decimal = find_currency(boxes)[0] in ZERO_DECIMAL or whole_number_page(texts)
+
+    def money(text: str) -> float | None:
+        return parse_money(text, whole=zero_decimal)
+
+    def day(text: str) -> str | None:
+        return parse_date(text, day_first=order, strict=True)
+
     parsers: dict[str, Any] = {
-        "invoice_number": _reference,
-        "invoice_date": lambda t: parse_date(t, day_first=order), "due_date": lambda t: parse_date(t, day_first=order),
-        "subtotal": parse_money, "tax": parse_money, "total": parse_money, "amount_due": parse_money,
-        "tax_id": _tax_id, "vendor": lambda t: t.strip() or None, "customer": lambda t: t.strip() or None,
+        "invoice_number": parse_reference, "invoice_date": day, "due_date": day,
+        "subtotal": money, "tax": money, "total": money, "amount_due": money, "currency": _currency_code,
+        "tax_id": parse_tax_id, "vendor": lambda t: t.strip() or None, "customer": lambda t: t.strip() or None,
     }
-    found: dict[str, tuple[Any, TextBox]] = {}
-    for field, parse in parsers.items():
-        hits = [hit for _, candidates in labelled_values(lines, LABELS[field], skip=table)
-                if (hit := first_parsed(candidates, parse)) is not None]
-        if hits:  # amounts: the last on the page (totals come last); the rest: the first
-            found[field] = hits[-1] if field in _SUMMARY else hits[0]
-    if "total" not in found and "amount_due" in found:
-        found["total"] = found["amount_due"]
-    if "vendor" not in found and boxes:
+    # A row of sum labels only (``Subtotal | VAT | Total``) is a summary in columns, its values under it.
+    summaries = frozenset(id(line) for line in lines
+                          if all(any(LABELS[f].match(b.text) for f in _SUMMARY) for b in line))
+    header_rows = frozenset(id(line) for line in lines if is_header_row(line, money) and id(line) not in summaries)
+    hits = {field: _hits(lines, field, parse, table, header_rows, sideways) for field, parse in parsers.items()}
+    found: dict[str, tuple[Any, TextBox, str]] = {f: (h[0][0], h[0][1], h[0][3]) for f, h in hits.items() if h}
+    for field in ("subtotal", "tax"):
+        if hits[field]:  # the last on the page: summaries come after the lines
+            found[field] = (hits[field][-1][0], hits[field][-1][1], hits[field][-1][3])
+    candidates = {f: [Candidate(v, label.text, box.top, (v, box, rule)) for v, box, label, rule in hits[f]]
+                  for f in ("total", "amount_due")}
+    chosen = choose_total(candidates["total"], candidates["amount_due"],
+                          [h[0] for h in hits["subtotal"]], [h[0] for h in hits["tax"]])
+    found.pop("total", None)
+    if chosen is not None:
+        value, box, rule = chosen[0].source
+        found["total"] = (value, box, f"{rule}; chosen by {chosen[1]}")
+    if "invoice_number" not in found and (number := _number_column(lines, header_rows)) is not None:
+        found["invoice_number"] = number
+    if "invoice_date" not in found and (date_hit := _unlabelled_date(lines, day)) is not None:
+        found["invoice_date"] = date_hit
+    if "vendor" not in found and boxes and not sideways:
         body = statistics.median(b.height for b in boxes)
         heading = next((b for line in lines[:2] for b in line if b.height >= 1.15 * body and ":" not in b.text
                         and re.fullmatch(r"[^\d]*[a-z]{2}[^\d]*", b.text, re.I) and not _INVOICE_WORDS.match(b.text)
                         and not any(p.match(b.text) for p in LABELS.values())), None)
         if heading is not None:
-            found["vendor"] = (heading.text, heading)
-    currency, currency_box = find_currency(boxes)
-    if currency_box is not None:
-        found["currency"] = (currency, currency_box)
+            found["vendor"] = (heading.text, heading, "heading")
+    if "currency" not in found:
+        currency, currency_box = find_currency(boxes)
+        if currency_box is not None:
+            found["currency"] = (currency, currency_box, "the one currency on the page")
     for party in ("vendor", "customer"):
         if party in found and (address := _party(lines, found[party][1])) is not None:
-            found[f"{party}_address"] = (address.text, address)
+            found[f"{party}_address"] = (address.text, address, f"lines under the {party}")
 
     def take(field: str, path: str) -> Any:
         if field not in found:
             return None
-        value, box = found[field]
-        provenance[path] = box.as_provenance()
+        value, box, rule = found[field]
+        provenance[path] = {**box.as_provenance(), "rule": rule}
         return value
 
     data = {
