@@ -44,7 +44,7 @@ from azure.data.tables import EdmType, EntityProperty, TableServiceClient, Updat
 
 from shared.errors import BudgetExhausted, ConfigError, describe
 from shared.providers.base import Completion
-from shared.storage import normalise_connection_string
+from shared.storage import environment_options, normalise_connection_string
 from shared.tokens import ModelSpec, estimate_cost, get_model_spec, load_model_overrides
 
 if TYPE_CHECKING:
@@ -165,7 +165,8 @@ class SpendLedger:
         Unlike the cache, a budget with no table is a configuration error: a budget silently not
         enforced is worse than a clear refusal to start.
         """
-        options: dict[str, Any] = {"connection_timeout": 2.0, "read_timeout": 5.0, "retry_total": 2}
+        options: dict[str, Any] = {"connection_timeout": 2.0, "read_timeout": 5.0, "retry_total": 2,
+                                   **environment_options()}  # read once, not on every call's record
         if settings.storage_connection_string:
             try:
                 service = TableServiceClient.from_connection_string(

@@ -20,9 +20,9 @@ Under the Functions host the redeliveries come at once, so after the host's own 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
+from shared.blob.claims import now_iso
 from shared.errors import BudgetExhausted
 
 
@@ -45,7 +45,7 @@ def deferred_document(failure: dict[str, Any], error: BudgetExhausted) -> dict[s
     document.update(
         status="deferred",
         attempts=max(0, int(failure.get("attempts") or 0) - 1),
-        deferred_at=datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        deferred_at=now_iso(),
         reason=error.detail,
         retry_after=max(1, round(float(error.retry_after or 1.0))),
         resets_at=error.resets_at,

@@ -130,9 +130,9 @@ class BlobPipeline:
 
         A backfill already knows things it would cost a storage call each to learn again: ``listed``
         is the blob's properties from a listing made with ``include=["metadata"]`` (no read of its
-        properties), and ``result_absent`` says no result document existed when it looked (the claim
-        creates one straight away; if one appeared meanwhile, the creation fails and the claim reads it
-        as usual). Both are only shortcuts: the download is conditional on the listed ETag and the
+        properties), and ``result_absent`` says no result document is expected (the claim creates one
+        straight away; if there is one, a redelivery's or an older version's, the creation fails and the
+        claim reads it as usual). Both are only shortcuts: the download is conditional on the listed ETag and the
         claim on the result's, so a stale listing costs a skip, never a wrong result.
 
         Inside one invocation span (:mod:`shared.telemetry`): the model calls the blob makes are its children.

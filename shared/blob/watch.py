@@ -41,13 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from azure.core.exceptions import AzureError, ResourceNotFoundError
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception_type,
-    retry_if_not_exception_type,
-    stop_after_attempt,
-    wait_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 from tqdm import tqdm
 
 from shared.blob.claims import TERMINAL
@@ -127,9 +121,8 @@ async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool 
     ``listed`` and ``result_absent`` (see :meth:`BlobPipeline.handle`) serve the first attempt only:
     a retry follows a failure, after which the blob and its result are read afresh.
     """
-    hints: dict[str, Any] = {"listed": listed, "result_absent": result_absent}
     retrying = AsyncRetrying(
-        retry=retry_if_exception_type((TransientFailure, AzureError)) & retry_if_not_exception_type(BlobDeferred),
+        retry=retry_if_exception_type((TransientFailure, AzureError)),
         stop=stop_after_attempt(pipeline.settings.max_attempts + 3),
         wait=wait_exponential(multiplier=wait_seconds, max=max_wait_seconds),
         before_sleep=lambda state: log.info(
@@ -140,8 +133,9 @@ async def handle_with_retries(pipeline: BlobPipeline, name: str, *, force: bool 
     )
     async for attempt in retrying:
         with attempt:
-            first, hints = hints, {}
-            return await pipeline.handle(pipeline.blob_client(name), force=force, **first)
+            first = attempt.retry_state.attempt_number == 1
+            return await pipeline.handle(pipeline.blob_client(name), force=force, listed=listed if first else None,
+                                         result_absent=result_absent and first)
     raise AssertionError("unreachable")  # pragma: no cover - tenacity either returns or re-raises
 
 
@@ -249,7 +243,9 @@ class Scanner:
             return False
         result_absent = False
         if self._seed_complete and not self.force:
-            result_absent = key[0] not in self._unfinished  # the seed listed every result, and not this one
+            # The seed listed every result: none unfinished for this name, so none or a final one for an
+            # older version (then the claim's create fails and it reads that one as usual).
+            result_absent = key[0] not in self._unfinished
         elif not self.force:
             try:
                 needed, result_absent = await asyncio.to_thread(self._needs_work, name, etag)
