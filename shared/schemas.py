@@ -26,9 +26,9 @@ supported schemas and limitations") and OpenAI's guide they defer to say, and wh
 * **Safe to run**: patterns are matched by RE2 in linear time, and one RE2 cannot compile is refused;
   ``$ref`` loops that never reach a value are refused (:mod:`shared.schema_safety`), both naming the
   pointer. Checking a reply is CPU work: :mod:`shared.extraction` runs it off the event loop.
-* **Limits**: 100 object properties in total, 5 levels of object nesting (root = 1; arrays add no
-  level; a recursive ``$ref`` is followed once), and, from OpenAI's guide, 500 enum values and
-  15,000 characters of property names, definition names, enum and const strings.
+* **Limits** (:mod:`shared.schema_limits`): 100 object properties in total, 5 levels of object
+  nesting, 500 enum values and 15,000 characters of names and strings; too deep is refused naming the
+  pointer of the deepest object.
 
 Conversion is cached per SHA-256 of the schema's canonical JSON (keys sorted, except the order of
 ``properties``, which decides the order the model writes them in), together with the compiled
@@ -48,12 +48,9 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 
 from shared.errors import InvalidParameter
+from shared.schema_limits import SchemaTooLarge, check_limits, resolve_local
 from shared.schema_safety import UnsafeSchema, linear_time_validator, refuse_unsafe
 
-MAX_DEPTH = 5
-MAX_PROPERTIES = 100
-MAX_ENUM_VALUES = 500
-MAX_STRING_CHARS = 15_000
 MAX_SCHEMA_CHARS = 100_000  # our own bound on what a caller may send
 MAX_ERRORS = 20
 
@@ -163,7 +160,7 @@ class CompiledSchema:
         for _ in range(16):
             if not (isinstance(node, dict) and isinstance(node.get("$ref"), str)):
                 return node
-            node = _resolve_local(self.original, node["$ref"])
+            node = resolve_local(self.original, node["$ref"])
         return node
 
     def _prune(self, node: Any, value: Any, depth: int) -> Any:
@@ -190,18 +187,6 @@ class CompiledSchema:
 
     def _accepts(self, node: Any, value: Any) -> bool:
         return bool(self.validator.evolve(schema=node).is_valid(value))
-
-
-def _resolve_local(root: dict[str, Any], ref: str) -> Any:
-    if ref == "#":
-        return root
-    node: Any = root
-    for token in ref[2:].split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        if not isinstance(node, dict) or token not in node:
-            return None
-        node = node[token]
-    return node
 
 
 class _Converter:
@@ -251,7 +236,7 @@ class _Converter:
         where = _pointer([*path, "$ref"])
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith(("#/$defs/", "#/definitions/"))):
             raise SchemaRefused(where, "$ref", f"only '#' and '#/$defs/...' references are supported; got {ref!r}")
-        if _resolve_local(self.root, ref) is None:
+        if resolve_local(self.root, ref) is None:
             raise SchemaRefused(where, "$ref", f"{ref!r} does not resolve inside the schema")
         others = set(node) & (_STRUCTURAL - {"$ref", "description", "title"})
         if others:
@@ -324,74 +309,6 @@ def _nullable(schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def _check_limits(strict: dict[str, Any]) -> None:
-    """Azure's and OpenAI's documented size limits, counted on the strict form (each definition once)."""
-    properties = enums = chars = 0
-    stack: list[Any] = [strict]
-    for key in ("$defs", "definitions"):
-        chars += sum(len(name) for name in strict.get(key, {}))
-        stack.extend(strict.get(key, {}).values())
-    while stack:
-        node = stack.pop()
-        if not isinstance(node, dict):
-            continue
-        if isinstance(node.get("properties"), dict):
-            properties += len(node["properties"])
-            chars += sum(len(name) for name in node["properties"])
-            stack.extend(node["properties"].values())
-        values = node["enum"] if isinstance(node.get("enum"), list) else []
-        enums += len(values)
-        chars += sum(len(v) for v in values if isinstance(v, str))
-        chars += len(node["const"]) if isinstance(node.get("const"), str) else 0
-        stack.append(node.get("items"))
-        stack.extend(node.get("anyOf") or ())
-    for count, limit, what in ((properties, MAX_PROPERTIES, "object properties"),
-                               (enums, MAX_ENUM_VALUES, "enum values"),
-                               (chars, MAX_STRING_CHARS, "characters of names, enum and const values")):
-        if count > limit:
-            raise InvalidParameter("schema", f"has {count} {what}; strict structured outputs allow at most {limit}")
-    depth, where = _depth(strict, strict, {}, frozenset())
-    if depth > MAX_DEPTH:
-        raise SchemaRefused(_pointer(where), "properties",
-                            f"objects are nested {depth} levels deep; strict structured outputs allow {MAX_DEPTH}")
-
-
-Found = tuple[int, list[str]]
-
-
-def _depth(root: dict[str, Any], node: Any, memo: dict[str, Found], active: frozenset[str]) -> Found:
-    """Levels of object nesting under ``node`` and the path to the deepest object (through $refs).
-
-    Objects count, arrays and unions do not; a reference already being expanded counts 0 (so a
-    recursive schema is followed once), and each reference is measured once (``memo``).
-    """
-    if not isinstance(node, dict):
-        return 0, []
-    ref = node.get("$ref")
-    if isinstance(ref, str):
-        if ref in active:
-            return 0, []
-        if ref not in memo:
-            memo[ref] = _depth(root, _resolve_local(root, ref), memo, active | {ref})
-        return memo[ref]
-    best: Found = (0, [])
-    children = [(["items"], node.get("items"))]
-    children += [(["anyOf", str(i)], branch) for i, branch in enumerate(node.get("anyOf") or ())]
-    for tokens, child in children:
-        levels, path = _depth(root, child, memo, active)
-        if levels > best[0]:
-            best = (levels, [*tokens, *path])
-    if isinstance(node.get("properties"), dict):
-        inner: Found = (0, [])
-        for name, sub in node["properties"].items():
-            levels, path = _depth(root, sub, memo, active)
-            if levels > inner[0]:
-                inner = (levels, ["properties", name, *path])
-        if inner[0] + 1 > best[0]:
-            best = (inner[0] + 1, inner[1])
-    return best
-
-
 @functools.lru_cache(maxsize=256)
 def _compile(canonical: str) -> CompiledSchema:
     original = json.loads(canonical)
@@ -412,7 +329,12 @@ def _compile(canonical: str) -> CompiledSchema:
         refuse_unsafe(original)  # patterns RE2 cannot take, $ref loops (shared.schema_safety)
     except UnsafeSchema as exc:
         raise SchemaRefused(exc.pointer, exc.keyword, exc.reason) from None
-    _check_limits(strict)
+    try:
+        check_limits(strict)  # Azure's and OpenAI's size limits (shared.schema_limits)
+    except SchemaTooLarge as exc:
+        if exc.pointer is None:
+            raise InvalidParameter("schema", exc.reason) from None
+        raise SchemaRefused(exc.pointer, exc.keyword, exc.reason) from None
     validator_class = linear_time_validator(validator_class)
     validator = validator_class(original, format_checker=validator_class.FORMAT_CHECKER)
     digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
