@@ -51,7 +51,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, ImageStat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared import imaging  # noqa: E402
+from shared import imaging, resampling  # noqa: E402
 from shared.imaging import prepare_image  # noqa: E402
 from shared.tokens import estimate_image_tokens, service_view  # noqa: E402
 
@@ -245,6 +245,11 @@ def main() -> None:
         help="try another reducing_gap in prepare_image (all details): how much the final filter must still "
         "shrink after Image.reduce, for formats without a reduced decode (PNG, WebP, TIFF)",
     )
+    parser.add_argument(
+        "--rgb-jpeg",
+        action="store_true",
+        help="decode and shrink JPEGs as RGB instead of by YCbCr planes (shared.resampling), to compare",
+    )
     parser.add_argument("--probe", nargs=3, metavar=("PIPELINE", "PATH", "DETAIL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -254,13 +259,15 @@ def main() -> None:
     inputs = {kind: paths for kind, paths in build_inputs().items() if (args.only or "") in kind}
     if args.resample:
         filter_ = Image.Resampling[args.resample]
-        imaging._RESAMPLE = dict.fromkeys(imaging.DETAIL_MAX_SIDE, filter_)
+        resampling.RESAMPLE.update(dict.fromkeys(imaging.DETAIL_MAX_SIDE, filter_))
     if args.reducing_gap:
-        imaging._REDUCING_GAP = dict.fromkeys(imaging.DETAIL_MAX_SIDE, args.reducing_gap)
+        resampling.REDUCING_GAP.update(dict.fromkeys(imaging.DETAIL_MAX_SIDE, args.reducing_gap))
+    if args.rgb_jpeg:
+        imaging.decodes_as_ycbcr = lambda image: False  # every JPEG decoded and shrunk as RGB
     print(
         f"Python {platform.python_version()}, Pillow {Image.__version__}, {platform.machine()}, "
         f"repeat={args.repeat}, final filter {args.resample or 'default'}, "
-        f"reducing gap {args.reducing_gap or 'default'}\n"
+        f"reducing gap {args.reducing_gap or 'default'}, JPEGs {'as RGB' if args.rgb_jpeg else 'by planes'}\n"
     )
     header = ["input", "detail", "ours ms", "baseline ms", "speed-up", "tokens ours / base", "KB ours / base"]
     header.append("PSNR dB of the service's view, ours / base")

@@ -26,11 +26,11 @@ Decisions, and why:
   first frame. ICC profiles are not applied: the models shrug off small gamut shifts, and colour
   management would cost another pass over every pixel.
 * **Fast path for JPEG**: ``Image.draft`` makes libjpeg decode at 1/2, 1/4 or 1/8 scale, never below
-  the target, so a 12 MP photo is never decoded in full for ``low`` or ``auto``; a short filter then
-  finishes the (< 2x) rest (see ``_RESAMPLE`` for the per-detail choice and its measured cost). Other
-  formats, which Pillow cannot decode reduced, are box-reduced (``Image.reduce``) first while the filter
-  is left 2x (1.5x at ``auto``: ``_REDUCING_GAP``) or more. The final size is exactly the naive one
-  (``int(side * ratio)``, at least 1), so the bill is never higher than with a full decode.
+  the target, so a 12 MP photo is never decoded in full; a short filter then finishes the (< 2x) rest,
+  on the YCbCr planes libjpeg hands over: luma sharp, chroma at the half size the JPEG keeps. Other formats, which
+  Pillow cannot decode reduced, are box-reduced first. Filters and their measured cost:
+  :mod:`shared.resampling`. The size is the service's own view (or a reduced decode a few percent
+  under it at the same bill), so the bill is never higher than with a full decode.
 * **Always re-encode**, even a small JPEG: it strips EXIF (GPS positions, serial numbers), ICC and
   comments, and guarantees a baseline RGB JPEG.
 
@@ -54,6 +54,7 @@ from PIL import Image, UnidentifiedImageError
 
 from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter
 from shared.image_formats import sniff_or_raise
+from shared.resampling import CHROMA_SUBSAMPLING, decodes_as_ycbcr, shrink
 from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
 from shared.tokens import ModelSpec, estimate_image_tokens, service_view
 
@@ -69,20 +70,6 @@ HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying 
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError, KeyError, TypeError)
 _DECODE_ERRORS += (ZeroDivisionError, NotImplementedError, MemoryError)
 
-# Shrink by an integer factor first (libjpeg DCT scaling for JPEG, Image.reduce's box average
-# otherwise), then one filter for the rest. "high" (text and
-# tables, what the caller pays extra for) keeps LANCZOS, so it matches a full-decode LANCZOS resize.
-# "low" and "auto" take HAMMING (support 1) at under half LANCZOS's cost: on 12 MP photos it lands
-# 0.4 dB PSNR further from the ideal than the naive path, whose q85 encode alone costs ~34 dB, and
-# it is what makes "auto" >= 4x faster; small text comes out visibly softer, and BICUBIC is the
-# middle ground (~3.8x). Figures: benchmarks/README.md.
-_RESAMPLE = {"low": Image.Resampling.HAMMING, "auto": Image.Resampling.HAMMING, "high": Image.Resampling.LANCZOS}
-# How much the filter must still shrink after Image.reduce (formats Pillow cannot decode reduced: PNG, WebP,
-# TIFF...). At "auto" 1.5: a 12 MP image going to 1024 x 768 (ratio 3.9) is box-reduced 2x first instead of
-# filtered from full size: the resize 97 -> 63 ms on 12 MP PNGs, at most 0.11 dB off the ideal view. "high" keeps 2.0:
-# 1.2-1.3x faster at 1.5 on photos, but a PNG text page lost 1.6 dB, and text is what "high" is for. "low"
-# (ratio 7.8: reduced 3x either way) gained nothing. JPEG's draft leaves under 2x: both reduce nothing.
-_REDUCING_GAP = {"low": 2.0, "auto": 1.5, "high": 2.0}
 #: How much smaller than the service's view a reduced JPEG decode (1/2, 1/4, 1/8: libjpeg's DCT scaling) may
 #: be and still be sent as it is, with no full decode and no resize, at the same bill. The DCT scaling is
 #: as faithful as HAMMING at the same size on photos (44-53 dB from the ideal) and on text (30 dB, the
@@ -239,10 +226,12 @@ def prepare_image(
                 # Only for a model: the offline engine reads every pixel itself and gets the detail's size.
                 tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
                 smallest = tuple(max(1, math.ceil(side * (1 - tolerance))) for side in stored)
-                drafted = im.draft("RGB", smallest)
+                # Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded
+                # with no colour conversion either way (shared.resampling).
+                drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", smallest)
                 box = drafted[1] if drafted else None
             im.load()
-            frame = _normalise(im)
+            frame = im if im.mode == "YCbCr" else _normalise(im)
 
         if frame.size != stored:
             shown = (frame.height, frame.width) if swaps else frame.size
@@ -250,8 +239,9 @@ def prepare_image(
             if fits and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
                 out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
             else:
-                frame = frame.resize(stored, _RESAMPLE[detail], box=box, reducing_gap=_REDUCING_GAP[detail])
-        frame = _flatten(frame)
+                frame = shrink(frame, stored, detail, box)
+        if frame.mode != "YCbCr":
+            frame = _flatten(frame)
         if orientation in _TRANSPOSE:
             frame = frame.transpose(_TRANSPOSE[orientation])
         frame.info = {}  # strip comments and anything else the encoder might copy
@@ -262,7 +252,7 @@ def prepare_image(
             # noise averaged away by the service's own 2-4x shrink; for text and tables a higher quality
             # keeps what the model sees as sharp, still in far fewer bytes (benchmarks/README.md).
             quality = max(jpeg_quality, HIGH_VIEW_MIN_QUALITY)
-        frame.save(buffer, "JPEG", quality=quality)
+        frame.save(buffer, "JPEG", quality=quality, subsampling=CHROMA_SUBSAMPLING)
 
     return PreparedImage(
         data=buffer.getvalue(),

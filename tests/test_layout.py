@@ -21,10 +21,11 @@ PACKAGE = REPO / "shared"
 #: Bottom to top. A module may import its own layer and the ones below, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.settings_table", "shared.config",
-                    "shared.tokens", "shared.image_formats", "shared.imaging", "shared.analysis_options")),
+                    "shared.tokens", "shared.image_formats", "shared.resampling", "shared.imaging",
+                    "shared.analysis_options")),
     ("parts", ("shared.providers", "shared.offline", "shared.documents", "shared.cache_entity", "shared.cache",
                "shared.storage",
-               "shared.schemas",
+               "shared.schema_limits", "shared.schemas",
                "shared.schema_safety", "shared.quota", "shared.budget",
                "shared.telemetry")),
     ("services", ("shared.document_analysis", "shared.analysis", "shared.extraction", "shared.multi", "shared.batch",

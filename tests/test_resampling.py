@@ -1,0 +1,135 @@
+"""Shrinking decoded images: JPEGs by YCbCr planes, which JPEGs qualify, and what it costs in fidelity."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+from PIL import Image, ImageChops, ImageDraw, ImageStat
+
+from shared import resampling
+from shared.imaging import prepare_image
+from shared.resampling import CHROMA_SUBSAMPLING, decodes_as_ycbcr, shrink, shrink_planes
+from tests.conftest import encode
+
+
+def without_segment(data: bytes, marker: int) -> bytes:
+    """The JPEG with its first APPn segment ``marker`` (0xE0 JFIF, 0xEE Adobe) cut out."""
+    at = data.index(bytes((0xFF, marker)), 2)
+    length = int.from_bytes(data[at + 2 : at + 4], "big")
+    return data[:at] + data[at + 2 + length :]
+
+
+def psnr(actual: Image.Image, expected: Image.Image) -> float:
+    stat = ImageStat.Stat(ImageChops.difference(actual.convert("RGB"), expected.convert("RGB")))
+    mse = sum(stat.sum2) / (3 * expected.width * expected.height)
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
+
+
+def colour_scene(size=(2400, 1800)) -> Image.Image:
+    """Saturated colour blocks, coloured text and a gradient: chroma edges as well as luma ones."""
+    scene = Image.linear_gradient("L").resize(size).convert("RGB")
+    draw = ImageDraw.Draw(scene)
+    colours = [(220, 30, 30), (30, 160, 40), (30, 60, 220), (240, 200, 20)]
+    for i, colour in enumerate(colours):
+        draw.rectangle((100 + i * 550, 100, 500 + i * 550, 700), fill=colour)
+        draw.text((120 + i * 550, 900), "Total 1,234.56 EUR", fill=colour, font_size=60)
+    return scene
+
+
+def opened(data: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(data))
+
+
+def test_jfif_jpegs_decode_as_ycbcr():
+    assert decodes_as_ycbcr(opened(encode(colour_scene((64, 48)), "JPEG")))
+
+
+def test_camera_jpegs_without_jfif_decode_as_ycbcr_by_their_component_ids():
+    """Phone photos carry Exif and no JFIF marker; libjpeg reads components 1, 2, 3 as YCbCr."""
+    data = without_segment(encode(colour_scene((64, 48)), "JPEG"), 0xE0)
+    image = opened(data)
+    assert "jfif" not in image.info and [c[0] for c in image.layer] == [1, 2, 3]
+    assert decodes_as_ycbcr(image)
+
+
+@pytest.mark.parametrize("strip_adobe", [False, True], ids=["adobe-transform-0", "component-ids-RGB"])
+def test_jpegs_stored_as_rgb_stay_rgb_and_still_prepare(strip_adobe):
+    """libjpeg refuses YCbCr output from a JPEG stored as RGB: those keep the RGB path, colours intact."""
+    scene = colour_scene()
+    data = encode(scene, "JPEG", keep_rgb=True, quality=95)
+    if strip_adobe:
+        data = without_segment(data, 0xEE)
+    assert not decodes_as_ycbcr(opened(data))
+    prepared = prepare_image(data, "high")
+    ideal = scene.resize((prepared.width, prepared.height), Image.Resampling.LANCZOS)
+    assert psnr(opened(prepared.data), ideal) > 30
+
+
+@pytest.mark.parametrize(("mode", "fmt"), [("L", "JPEG"), ("CMYK", "JPEG"), ("RGB", "PNG")])
+def test_other_images_do_not_decode_as_ycbcr(mode, fmt):
+    assert not decodes_as_ycbcr(opened(encode(Image.new(mode, (16, 16)), fmt)))
+
+
+@pytest.mark.parametrize("size", [(1024, 768), (1023, 767), (1, 1), (3, 700)])
+def test_planes_chroma_is_what_4_2_0_keeps(size):
+    """Luma at full size, chroma repeated 2x2 from its half-size plane, so the encoder's 4:2:0 average
+    stores exactly that plane; odd sizes crop the last half block."""
+    frame = colour_scene((2000, 1500)).convert("YCbCr")
+    shrunk = shrink_planes(frame, size, Image.Resampling.LANCZOS)
+    assert (shrunk.mode, shrunk.size) == ("YCbCr", size)
+    assert shrunk.getchannel(0).tobytes() == frame.getchannel(0).resize(size, Image.Resampling.LANCZOS).tobytes()
+    for band in (1, 2):
+        plane = shrunk.getchannel(band)
+        width, height = plane.size
+        pixels = plane.load()
+        assert all(pixels[x, y] == pixels[x - x % 2, y - y % 2] for x in range(width) for y in range(height))
+
+
+def test_shrink_dispatches_on_mode_with_the_details_filter(monkeypatch):
+    frame = colour_scene((800, 600))
+    monkeypatch.setitem(resampling.RESAMPLE, "auto", Image.Resampling.NEAREST)
+    assert shrink(frame, (200, 150), "auto").tobytes() == frame.resize((200, 150), Image.Resampling.NEAREST).tobytes()
+    assert shrink(frame.convert("YCbCr"), (200, 150), "auto").mode == "YCbCr"
+
+
+def test_high_decodes_and_encodes_ycbcr_without_a_colour_conversion(monkeypatch):
+    """Most JPEGs: libjpeg hands over YCbCr, luma and chroma are shrunk apart, YCbCr goes back to the encoder."""
+    data = encode(colour_scene(), "JPEG", quality=95)
+    converted: list[str] = []
+    real_convert = Image.Image.convert
+
+    def convert(self, mode=None, *args, **kwargs):
+        converted.append(mode)
+        return real_convert(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Image.Image, "convert", convert)
+    prepared = prepare_image(data, "high")
+    monkeypatch.undo()
+    assert converted == []
+    assert opened(prepared.data).mode == "RGB"  # a plain JFIF YCbCr JPEG, read back as RGB
+
+
+@pytest.mark.parametrize("detail", ["low", "auto", "high"])
+def test_planes_cost_little_against_shrinking_rgb(monkeypatch, detail):
+    """Fidelity of the service's view against the ideal (full decode, LANCZOS, no encoding): by planes
+    as faithful as the RGB path (within 0.25 dB) on saturated colour blocks and coloured text."""
+    scene = colour_scene()
+    data = encode(scene, "JPEG", quality=95)
+    by_planes = prepare_image(data, detail)
+    monkeypatch.setattr("shared.imaging.decodes_as_ycbcr", lambda image: False)
+    as_rgb = prepare_image(data, detail)
+    assert (by_planes.width, by_planes.height) == (as_rgb.width, as_rgb.height)
+    ideal = scene.resize((by_planes.width, by_planes.height), Image.Resampling.LANCZOS)
+    planes_db, rgb_db = psnr(opened(by_planes.data), ideal), psnr(opened(as_rgb.data), ideal)
+    assert planes_db > rgb_db - 0.25
+    assert planes_db > 30
+
+
+def test_sent_jpegs_are_4_2_0():
+    """shrink_planes' chroma is made for 4:2:0; every JPEG we send says so in its frame header."""
+    for data in (encode(colour_scene((900, 700)), "JPEG"), encode(colour_scene((900, 700)), "PNG")):
+        image = opened(prepare_image(data, "high").data)
+        assert [(h, v) for _, h, v, _ in image.layer] == [(2, 2), (1, 1), (1, 1)]
+    assert CHROMA_SUBSAMPLING == "4:2:0"
