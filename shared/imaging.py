@@ -11,7 +11,7 @@ Decisions, and why:
   caller's claim, the first bytes are the file's. Each format is opened with only its own Pillow
   plugin, so look-alike bytes never reach plugins such as EPS. No known signature -> ``UnsupportedImage``
   (415). A signature Pillow still cannot read (exotic TIFF, corrupt or truncated file) -> ``ImageDecodeError``
-  (422), never a raw Pillow exception (:func:`pillow_errors`, the one place they are mapped).
+  (422), never a raw Pillow exception (:func:`shared.pillow_errors.pillow_errors`, the one place they are mapped).
 * **Pixel limit before decoding**: ``Image.open`` parses only the header, and ``max_pixels`` (default
   50 MP) is checked on that size before any pixel is decoded. Pillow's process-wide guard
   (``Image.MAX_IMAGE_PIXELS``) is a backstop we neither rely on nor mutate: past twice its value Pillow
@@ -43,17 +43,15 @@ from __future__ import annotations
 import base64
 import io
 import math
-import re
-import struct
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
-from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter
+from shared.errors import ImageTooLarge, InvalidParameter
 from shared.image_formats import sniff_or_raise
+from shared.pillow_errors import open_image, pillow_errors
 from shared.resampling import CHROMA_SUBSAMPLING, decodes_as_ycbcr, shrink
 from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
 from shared.tokens import ModelSpec, estimate_image_tokens, service_view
@@ -64,11 +62,6 @@ DEFAULT_JPEG_QUALITY = 85
 
 LOW_DETAIL_BELOW = 768  # both sides under this: the 512px low-detail view loses little
 HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying for
-
-# What Pillow raises from broken or hostile input. MemoryError is here because a crafted header
-# (say, a huge TIFF strip) can make a decoder ask for it.
-_DECODE_ERRORS = (OSError, ValueError, SyntaxError, struct.error, EOFError, IndexError, KeyError, TypeError)
-_DECODE_ERRORS += (ZeroDivisionError, NotImplementedError, MemoryError)
 
 #: How much smaller than the service's view a reduced JPEG decode (1/2, 1/4, 1/8: libjpeg's DCT scaling) may
 #: be and still be sent as it is, with no full decode and no resize, at the same bill. The DCT scaling is
@@ -170,7 +163,7 @@ def image_size(data: bytes, *, max_pixels: int | None = None) -> tuple[int, int,
     data = _as_bytes(data)
     fmt = sniff_or_raise(data)
     limit = _check_limit(max_pixels) if max_pixels is not None else None
-    with _open(data, fmt, limit) as im:
+    with open_image(data, fmt, limit) as im:
         width, height = _displayed_size(im.size, _orientation(im))
     if limit is not None and width * height > limit:
         raise ImageTooLarge(width * height, limit)
@@ -204,7 +197,7 @@ def prepare_image(
     data = _as_bytes(data)
     fmt = sniff_or_raise(data)
 
-    with _open(data, fmt, limit) as im:
+    with open_image(data, fmt, limit) as im:
         orientation = _orientation(im)
         width, height = _displayed_size(im.size, orientation)
         if width * height > limit:
@@ -292,44 +285,6 @@ def _check_limit(max_pixels: int) -> int:
     if isinstance(max_pixels, bool) or not isinstance(max_pixels, int) or max_pixels < 1:
         raise InvalidParameter("max_pixels", f"must be a positive integer; got {max_pixels!r}")
     return max_pixels
-
-
-@contextmanager
-def pillow_errors(fmt: str | None = None, *, limit: int | None = None) -> Iterator[None]:
-    """Pillow's exceptions from broken or hostile input as our errors: the one place they are mapped.
-
-    Every module that decodes with Pillow (this one, the offline engine) does it inside this block.
-    The bomb guard becomes :class:`ImageTooLarge`, anything else a decoder raises (``_DECODE_ERRORS``)
-    :class:`ImageDecodeError`; ``fmt`` (the sniffed format) and ``limit`` only make the message exact.
-    """
-    try:
-        yield
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _too_large(exc, limit) from exc
-    except UnidentifiedImageError as exc:
-        told = f"the bytes start like {fmt} but Pillow cannot read them" if fmt else "Pillow cannot read the image"
-        raise ImageDecodeError(told, format=fmt) from exc
-    except _DECODE_ERRORS as exc:
-        raise _undecodable(fmt, exc) from exc
-
-
-def _open(data: bytes, fmt: str, limit: int | None) -> Image.Image:
-    """Parse the header with the sniffed format's plugin only; no pixels decoded."""
-    with pillow_errors(fmt, limit=limit):
-        return Image.open(io.BytesIO(data), formats=[fmt])
-
-
-def _too_large(exc: Exception, limit: int | None) -> ImageTooLarge:
-    """ImageTooLarge from Pillow's bomb guard, whose message is all it tells us of the size."""
-    found = re.search(r"\((\d+) pixels\)", str(exc))
-    pillow = (Image.MAX_IMAGE_PIXELS or 0) * (2 if isinstance(exc, Image.DecompressionBombError) else 1)
-    effective = min((x for x in (limit, pillow) if x), default=0)
-    return ImageTooLarge(int(found.group(1)) if found else effective + 1, effective)
-
-
-def _undecodable(fmt: str | None, exc: BaseException) -> ImageDecodeError:
-    reason = str(exc) or type(exc).__name__
-    return ImageDecodeError(f"the {fmt + ' ' if fmt else ''}image cannot be decoded: {reason}", format=fmt)
 
 
 def _orientation(im: Image.Image) -> int:

@@ -36,7 +36,8 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from shared.errors import ModelNotConfigured
-from shared.imaging import pillow_errors, to_rgb
+from shared.imaging import to_rgb
+from shared.pillow_errors import pillow_errors
 
 ENGINE_PACKAGE = "rapidocr-onnxruntime"
 DETECTION_BOX_THRESHOLD = 0.3
