@@ -170,3 +170,59 @@ async def test_health_answers_while_a_large_upload_is_hashed_and_prepared(
     response = await asyncio.wait_for(upload, 30)
     assert response.status_code == 200, response.text
     assert gate.in_time is True and gate.thread != threading.main_thread().name
+
+
+async def test_health_answers_and_the_default_pool_stays_free_while_ocr_requests_queue(make_client, monkeypatch):
+    """More OCR requests at once than the default thread pool has threads: they queue in the offline engine's own
+    one-thread executor, so while the first is held in OCR the app answers /api/health and a job on the default
+    pool (where storage calls and image preparation run) still gets a thread at once."""
+    import os
+
+    from shared.config import Settings
+    from shared.offline import engine
+    from shared.providers import local
+    from tests.conftest import distinct_png
+
+    default_pool = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor size
+    count = default_pool + 2
+    gate, queued, inside, peak = Gate(), [], [0], [0]
+    lock = threading.Lock()
+    real_in_ocr_thread, real_ocr = local._in_ocr_thread, engine.ocr
+
+    async def in_ocr_thread(function, *args):
+        queued.append(function)
+        return await real_in_ocr_thread(function, *args)
+
+    def ocr(image):
+        with lock:
+            inside[0] += 1
+            peak[0] = max(peak[0], inside[0])
+        try:
+            gate.hold()  # every OCR holds its thread until released: on a shared pool they would exhaust it
+            return real_ocr(image)
+        finally:
+            with lock:
+                inside[0] -= 1
+
+    monkeypatch.setattr(local, "_in_ocr_thread", in_ocr_thread)
+    monkeypatch.setattr(engine, "ocr", ocr)
+    client = await make_client(Settings.from_mapping({"VISION_CACHE_ENABLED": "false"}))  # no model: offline engine
+    requests = [asyncio.create_task(client.post("/api/analyze", params={"task": "ocr"}, content=distinct_png(i)))
+                for i in range(count)]
+    try:
+        assert await asyncio.to_thread(gate.entered.wait, 30), "no OCR started"
+        for _ in range(300):  # every request past its preparation and waiting for the engine's thread
+            if len(queued) == count:
+                break
+            await asyncio.sleep(0.05)
+        assert len(queued) == count
+        health = await asyncio.wait_for(client.get("/api/health"), 10)
+        assert health.status_code == 200
+        assert await asyncio.wait_for(asyncio.to_thread(threading.current_thread), 5) is not None
+        assert not any(request.done() for request in requests)
+    finally:
+        gate.released.set()
+    responses = await asyncio.wait_for(asyncio.gather(*requests), 120)
+    assert [response.status_code for response in responses] == [200] * count
+    assert peak[0] == 1  # one OCR at a time, on the engine's own thread
+    assert gate.thread.startswith("ocr")
