@@ -116,6 +116,18 @@ def test_function_app_imports_only_the_edges():
     assert imported and all(name.startswith(EDGES) for name in imported), imported
 
 
+def test_readme_lists_every_module_and_subpackage():
+    """README's tree of shared/ is the map newcomers read first: every module and subpackage is on it, and
+    nothing that no longer exists."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```text\n  shared/\n")
+    tree = readme[start:readme.index("```", start + 8)]
+    listed = {line.split()[0] for line in tree.splitlines()[2:] if line.startswith("    ") and line[4] != " "}
+    present = {entry.name + ("/" if entry.is_dir() else "") for entry in PACKAGE.iterdir()
+               if entry.name not in ("__init__.py", "__main__.py", "__pycache__") and entry.suffix in (".py", "")}
+    assert listed == present
+
+
 def test_modules_stay_small():
     """One job each; the ~400-line budget (with a little slack) keeps them readable."""
     long = {name: lines for name, path in MODULES.items()
