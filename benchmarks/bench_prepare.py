@@ -250,6 +250,11 @@ def main() -> None:
         action="store_true",
         help="decode and shrink JPEGs as RGB instead of by YCbCr planes (shared.resampling), to compare",
     )
+    parser.add_argument(
+        "--high-view-subsampling",
+        choices=("4:2:0", "4:4:4"),
+        help="chroma subsampling of an image sent at the service's view at high (default: imaging's, 4:4:4)",
+    )
     parser.add_argument("--probe", nargs=3, metavar=("PIPELINE", "PATH", "DETAIL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -262,12 +267,15 @@ def main() -> None:
         resampling.RESAMPLE.update(dict.fromkeys(imaging.DETAIL_MAX_SIDE, filter_))
     if args.reducing_gap:
         resampling.REDUCING_GAP.update(dict.fromkeys(imaging.DETAIL_MAX_SIDE, args.reducing_gap))
+    if args.high_view_subsampling:
+        imaging.HIGH_VIEW_SUBSAMPLING = args.high_view_subsampling
     if args.rgb_jpeg:
         imaging.decodes_as_ycbcr = lambda image: False  # every JPEG decoded and shrunk as RGB
     print(
         f"Python {platform.python_version()}, Pillow {Image.__version__}, {platform.machine()}, "
         f"repeat={args.repeat}, final filter {args.resample or 'default'}, "
-        f"reducing gap {args.reducing_gap or 'default'}, JPEGs {'as RGB' if args.rgb_jpeg else 'by planes'}\n"
+        f"reducing gap {args.reducing_gap or 'default'}, JPEGs {'as RGB' if args.rgb_jpeg else 'by planes'}, "
+        f"high view {imaging.HIGH_VIEW_SUBSAMPLING} q{imaging.HIGH_VIEW_MIN_QUALITY}\n"
     )
     header = ["input", "detail", "ours ms", "baseline ms", "speed-up", "tokens ours / base", "KB ours / base"]
     header.append("PSNR dB of the service's view, ours / base")

@@ -52,7 +52,7 @@ from PIL import Image
 from shared.errors import ImageTooLarge, InvalidParameter
 from shared.image_formats import sniff_or_raise
 from shared.pillow_errors import open_image, pillow_errors
-from shared.resampling import CHROMA_SUBSAMPLING, decodes_as_ycbcr, shrink
+from shared.resampling import decodes_as_ycbcr, shrink
 from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
 from shared.tokens import ModelSpec, estimate_image_tokens, service_view
 
@@ -69,8 +69,13 @@ HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying 
 #: same as HAMMING's 1024 x 768), so "low" and "auto" take it; "high" (OCR, tables) never does: there
 #: LANCZOS keeps text at 40 dB. Figures: benchmarks/README.md.
 DRAFT_TOLERANCE = {"low": 0.05, "auto": 0.05, "high": 0.0}
-#: JPEG quality of an image sent at the service's view at ``high`` detail (see :func:`prepare_image`).
-HIGH_VIEW_MIN_QUALITY = 92
+#: How an image sent at the service's view at ``high`` is encoded (see :func:`prepare_image`): full-size
+#: chroma and at least this quality. The naive image, 2x the view, is shrunk by the service, which
+#: averages its JPEG noise away and gives the model full-resolution chroma; at the view itself we must
+#: do both. 4:4:4 at quality 94 lands at or above the naive image's view on photos (39.2 against 38.8 dB,
+#: worst of four) in 18% fewer bytes; a text page stays 3.5 dB under, in half (benchmarks/README.md).
+HIGH_VIEW_MIN_QUALITY = 94
+HIGH_VIEW_SUBSAMPLING = "4:4:4"
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSE = {
@@ -208,6 +213,10 @@ def prepare_image(
         out_w, out_h = (service_view(naive_w, naive_h, detail, model, model_overrides) if to_service_view
                         else (naive_w, naive_h))
         billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
+        # Sent at the service's view at "high", the image has no service shrink to average its JPEG noise
+        # away and restore full chroma: encoded finer (HIGH_VIEW_*; figures in benchmarks/README.md).
+        at_high_view = detail == "high" and (out_w, out_h) != (naive_w, naive_h)
+        subsampling = HIGH_VIEW_SUBSAMPLING if at_high_view else "4:2:0"
         # Work in stored orientation until the end: rotating the small result is cheaper.
         swaps = orientation in _SWAPS_SIDES
         stored = (out_h, out_w) if swaps else (out_w, out_h)
@@ -232,20 +241,15 @@ def prepare_image(
             if fits and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
                 out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
             else:
-                frame = shrink(frame, stored, detail, box)
+                frame = shrink(frame, stored, detail, box, subsampling=subsampling)
         if frame.mode != "YCbCr":
             frame = _flatten(frame)
         if orientation in _TRANSPOSE:
             frame = frame.transpose(_TRANSPOSE[orientation])
         frame.info = {}  # strip comments and anything else the encoder might copy
         buffer = io.BytesIO()
-        quality = jpeg_quality
-        if detail == "high" and (out_w, out_h) != (naive_w, naive_h):
-            # Sent at the service's view instead of the detail's size, the image no longer has its JPEG
-            # noise averaged away by the service's own 2-4x shrink; for text and tables a higher quality
-            # keeps what the model sees as sharp, still in far fewer bytes (benchmarks/README.md).
-            quality = max(jpeg_quality, HIGH_VIEW_MIN_QUALITY)
-        frame.save(buffer, "JPEG", quality=quality, subsampling=CHROMA_SUBSAMPLING)
+        quality = max(jpeg_quality, HIGH_VIEW_MIN_QUALITY) if at_high_view else jpeg_quality
+        frame.save(buffer, "JPEG", quality=quality, subsampling=subsampling)
 
     return PreparedImage(
         data=buffer.getvalue(),

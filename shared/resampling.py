@@ -16,13 +16,17 @@ decoding, orienting and encoding.
   filtered from full size, resize 97 -> 63 ms, at most 0.11 dB off the ideal view. ``high`` keeps 2.0
   (1.2-1.3x faster at 1.5 on photos, but a PNG text page lost 1.6 dB); ``low`` (ratio 7.8: reduced
   3x either way) gained nothing. JPEG's reduced decode leaves under 2x: both reduce nothing there.
-* **JPEGs by planes** (:func:`shrink_planes`): nearly every JPEG stores luma and chroma (YCbCr), and
-  the JPEG we send stores chroma at half resolution (``CHROMA_SUBSAMPLING``, 4:2:0). So libjpeg hands
-  over the planes unconverted (:func:`decodes_as_ycbcr`), luma, which carries every edge and every
-  letter, gets the detail's filter at full size, and chroma is filtered once, on a plane a ninth of the
-  size, straight to the half size the encoder keeps; the encoder takes YCbCr back with no conversion.
-  A 12 MP photo at ``high``: 4.5x the naive preparation instead of 3.7x, as faithful as shrinking RGB
-  (within 0.1 dB of the service's view on photos, on text and on saturated colour; benchmarks/README.md).
+* **JPEGs by planes** (:func:`shrink_planes`): nearly every JPEG stores luma and chroma (YCbCr), so
+  libjpeg hands over the planes unconverted (:func:`decodes_as_ycbcr`), luma, which carries every
+  edge and every letter, gets the detail's filter at full size, chroma is filtered once, straight to
+  the resolution the JPEG we send will store it at, and the encoder takes YCbCr back with no
+  conversion. 12 MP photos at ``high``, 4:2:0: 4.7x the naive preparation against 3.6x shrinking RGB,
+  as faithful (within 0.1 dB of the service's view; benchmarks/README.md).
+* **Chroma resolution** (``subsampling``): "4:2:0", half-size chroma, is what JPEGs usually store
+  and what we send at ``low`` and ``auto``, where the naive image is itself what the service looks at.
+  :mod:`shared.imaging` asks for "4:4:4" when it sends the service's view at ``high`` instead of an image
+  the service would shrink 2x itself: that shrink gives the model full-resolution chroma, and half-size
+  chroma alone cost 3 dB of the view on photos and 6 dB on saturated colour.
 """
 
 from __future__ import annotations
@@ -31,16 +35,19 @@ from PIL import Image, JpegImagePlugin
 
 RESAMPLE = {"low": Image.Resampling.HAMMING, "auto": Image.Resampling.HAMMING, "high": Image.Resampling.LANCZOS}
 REDUCING_GAP = {"low": 2.0, "auto": 1.5, "high": 2.0}
-#: The chroma subsampling of every JPEG we send (Pillow's default for RGB too, said out loud because
-#: :func:`shrink_planes` relies on it: its chroma is made for exactly this).
-CHROMA_SUBSAMPLING = "4:2:0"
+#: The chroma subsamplings :func:`shrink_planes` makes chroma for (Pillow's ``subsampling`` names).
+SUBSAMPLINGS = ("4:2:0", "4:4:4")
 
-# Chroma is box-reduced by the whole integer factor first (on a 12 MP photo at "high", 3x: 2000 x 1500
-# to 667 x 500), then LANCZOS does the rest on a plane a ninth of the size: as faithful as shrinking
-# RGB (36.3 dB either way on saturated colour blocks and coloured text, 41.7 on a photo), where
-# BILINEAR cost 1 dB and LANCZOS from the full plane cost as much time as the luma.
-_CHROMA_FILTER = Image.Resampling.LANCZOS
-_CHROMA_REDUCING_GAP = 1.0
+# Half-size chroma (4:2:0): box-reduced by the whole integer factor first (on a 12 MP photo at "high",
+# 3x: 2000 x 1500 to 667 x 500), then LANCZOS on a plane a ninth of the size: as faithful as shrinking
+# RGB (36.3 dB either way on saturated colour blocks and coloured text, 41.7 on a photo), where BILINEAR
+# cost 1 dB and LANCZOS from the full plane cost as much time as the luma.
+_HALF_CHROMA = (Image.Resampling.LANCZOS, 1.0)
+# Full-size chroma (4:4:4): box-reduced by the integer factor that lands at most this much under the
+# target (2000 x 1500 -> 1000 x 750 for a 1024 x 768 view), then LANCZOS the rest of the way, up or down.
+# 2.4% less chroma resolution than the view costs 0.1-0.2 dB of it on photos; LANCZOS from the full plane
+# was 0.8x the speed, BICUBIC from it 0.85x and up to 1 dB worse on saturated colour.
+_FULL_CHROMA_TOLERANCE = 0.05
 
 # libjpeg's component IDs for a JPEG with no JFIF or Adobe marker: 1, 2, 3 say YCbCr, "R", "G", "B" say RGB.
 _YCBCR_COMPONENT_IDS = [1, 2, 3]
@@ -64,15 +71,23 @@ def decodes_as_ycbcr(image: Image.Image) -> bool:
 
 
 def shrink(
-    frame: Image.Image, size: tuple[int, int], detail: str, box: tuple[float, float, float, float] | None = None
+    frame: Image.Image,
+    size: tuple[int, int],
+    detail: str,
+    box: tuple[float, float, float, float] | None = None,
+    *,
+    subsampling: str = "4:2:0",
 ) -> Image.Image:
     """``frame`` (L, RGB, RGBA or YCbCr) resized to ``size`` the way ``detail`` asks for.
 
     ``box`` is the region of ``frame`` that is the whole image (a reduced JPEG decode rounds its
-    size up, so the last row or column may be partly padding).
+    size up, so the last row or column may be partly padding). ``subsampling`` is the chroma
+    resolution the result will be encoded with; only a YCbCr frame's chroma is made for it.
     """
     if frame.mode == "YCbCr":
-        return shrink_planes(frame, size, RESAMPLE[detail], box=box, reducing_gap=REDUCING_GAP[detail])
+        return shrink_planes(
+            frame, size, RESAMPLE[detail], box=box, reducing_gap=REDUCING_GAP[detail], subsampling=subsampling
+        )
     return frame.resize(size, RESAMPLE[detail], box=box, reducing_gap=REDUCING_GAP[detail])
 
 
@@ -83,22 +98,41 @@ def shrink_planes(
     *,
     box: tuple[float, float, float, float] | None = None,
     reducing_gap: float | None = None,
+    subsampling: str = "4:2:0",
 ) -> Image.Image:
-    """A YCbCr ``frame`` resized to ``size``: luma with ``luma_filter``, chroma as 4:2:0 will keep it.
+    """A YCbCr ``frame`` resized to ``size``: luma with ``luma_filter``, chroma as ``subsampling`` will keep it.
 
-    The chroma planes are shrunk to half ``size`` (rounded up, as libjpeg does) and each sample
-    repeated 2x2: the encoder's 2x2 average at 4:2:0 turns that back into exactly the half-size plane.
+    At 4:2:0 the chroma planes are shrunk to half ``size`` (rounded up, as libjpeg does) and each
+    sample repeated 2x2: the encoder's 2x2 average turns that back into exactly the half-size plane.
     So the full-size filter runs on luma only, a third of the samples, and chroma is resampled once,
     at the resolution it will be stored at, instead of at full size and then averaged by the encoder.
+    At 4:4:4 chroma is stored at full size: box-reduced to just under it first (:func:`_full_chroma`).
     """
+    if subsampling not in SUBSAMPLINGS:
+        raise ValueError(f"subsampling must be one of {SUBSAMPLINGS}; got {subsampling!r}")
     width, height = size
     luma, blue, red = frame.split()  # one pass; three getchannel calls cost twice as much
     luma = luma.resize(size, luma_filter, box=box, reducing_gap=reducing_gap)
+    if subsampling == "4:4:4":
+        return Image.merge("YCbCr", (luma, _full_chroma(blue, size, box), _full_chroma(red, size, box)))
+    chroma_filter, chroma_gap = _HALF_CHROMA
     half = ((width + 1) // 2, (height + 1) // 2)
     blue, red = (
-        plane.resize(half, _CHROMA_FILTER, box=box, reducing_gap=_CHROMA_REDUCING_GAP).resize(
+        plane.resize(half, chroma_filter, box=box, reducing_gap=chroma_gap).resize(
             size, Image.Resampling.NEAREST, box=(0, 0, width / 2, height / 2)
         )
         for plane in (blue, red)
     )
     return Image.merge("YCbCr", (luma, blue, red))
+
+
+def _full_chroma(
+    plane: Image.Image, size: tuple[int, int], box: tuple[float, float, float, float] | None
+) -> Image.Image:
+    """A chroma plane at ``size``: ``Image.reduce`` by the factor landing at most 5% under it, then LANCZOS."""
+    box = box or (0, 0, *plane.size)
+    ratio = min((box[2] - box[0]) / size[0], (box[3] - box[1]) / size[1])
+    factor = max(1, int(ratio / (1 - _FULL_CHROMA_TOLERANCE)))
+    if factor > 1:
+        plane, box = plane.reduce(factor), (box[0] / factor, box[1] / factor, box[2] / factor, box[3] / factor)
+    return plane.resize(size, Image.Resampling.LANCZOS, box=box)

@@ -19,6 +19,7 @@ from shared.imaging import (
     DETAIL_MAX_SIDE,
     DRAFT_TOLERANCE,
     HIGH_VIEW_MIN_QUALITY,
+    HIGH_VIEW_SUBSAMPLING,
     PreparedImage,
     image_size,
     prepare_image,
@@ -339,7 +340,8 @@ def test_high_detail_pixels_match_a_full_decode_lanczos_resize_to_the_view():
     view = service_view(*naive_size(3000, 2000, "high"), "high")
     assert view == (1152, 768)  # 3000x2000 -> 2048x1365 (fit) -> 1152x768 (short side 768)
     expected = source.resize(view, Image.Resampling.LANCZOS)
-    assert prepare_image(encode(source, "PNG"), "high").data == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY)
+    sent = prepare_image(encode(source, "PNG"), "high").data
+    assert sent == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY, subsampling=HIGH_VIEW_SUBSAMPLING)
 
 
 def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_not(monkeypatch):
@@ -394,7 +396,7 @@ def test_auto_box_reduces_a_png_before_the_filter_and_high_does_not(monkeypatch)
     high = prepare_image(data, "high")
     assert factors == [(2, 2)]  # no reduce at "high"
     expected = source.resize((1024, 768), Image.Resampling.LANCZOS)
-    assert high.data == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY)
+    assert high.data == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY, subsampling=HIGH_VIEW_SUBSAMPLING)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (14, 25), (1, 5000), (5000, 1), (2, 3000)])

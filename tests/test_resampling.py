@@ -9,8 +9,8 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
 from shared import resampling
-from shared.imaging import prepare_image
-from shared.resampling import CHROMA_SUBSAMPLING, decodes_as_ycbcr, shrink, shrink_planes
+from shared.imaging import HIGH_VIEW_SUBSAMPLING, prepare_image
+from shared.resampling import decodes_as_ycbcr, shrink, shrink_planes
 from tests.conftest import encode
 
 
@@ -111,10 +111,11 @@ def test_high_decodes_and_encodes_ycbcr_without_a_colour_conversion(monkeypatch)
     assert opened(prepared.data).mode == "RGB"  # a plain JFIF YCbCr JPEG, read back as RGB
 
 
-@pytest.mark.parametrize("detail", ["low", "auto", "high"])
+@pytest.mark.parametrize("detail", ["low", "auto"])
 def test_planes_cost_little_against_shrinking_rgb(monkeypatch, detail):
-    """Fidelity of the service's view against the ideal (full decode, LANCZOS, no encoding): by planes
-    as faithful as the RGB path (within 0.25 dB) on saturated colour blocks and coloured text."""
+    """Fidelity against the ideal (full decode, LANCZOS, no encoding) at 4:2:0: by planes as faithful as the
+    RGB path (within 0.25 dB) on saturated colour blocks and coloured text. ("high" is held to the naive
+    image's view instead, below: its full-size chroma is box-reduced first, on purpose.)"""
     scene = colour_scene()
     data = encode(scene, "JPEG", quality=95)
     by_planes = prepare_image(data, detail)
@@ -127,9 +128,51 @@ def test_planes_cost_little_against_shrinking_rgb(monkeypatch, detail):
     assert planes_db > 30
 
 
-def test_sent_jpegs_are_4_2_0():
-    """shrink_planes' chroma is made for 4:2:0; every JPEG we send says so in its frame header."""
-    for data in (encode(colour_scene((900, 700)), "JPEG"), encode(colour_scene((900, 700)), "PNG")):
-        image = opened(prepare_image(data, "high").data)
-        assert [(h, v) for _, h, v, _ in image.layer] == [(2, 2), (1, 1), (1, 1)]
-    assert CHROMA_SUBSAMPLING == "4:2:0"
+@pytest.mark.parametrize(
+    ("detail", "sampling"),
+    [("low", [(2, 2), (1, 1), (1, 1)]), ("auto", [(2, 2), (1, 1), (1, 1)]), ("high", [(1, 1), (1, 1), (1, 1)])],
+)
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_chroma_is_half_size_except_at_the_high_view(detail, sampling, fmt):
+    """4:2:0 where the naive image is itself the service's view; full chroma (4:4:4) where we send the view
+    at "high" instead of an image the service would shrink, and so give the model full chroma, itself."""
+    image = opened(prepare_image(encode(colour_scene((2400, 1800)), fmt), detail).data)
+    assert [(h, v) for _, h, v, _ in image.layer] == sampling
+    assert HIGH_VIEW_SUBSAMPLING == "4:4:4"
+
+
+def test_full_chroma_planes_are_filtered_to_full_size():
+    frame = colour_scene((2000, 1500)).convert("YCbCr")
+    shrunk = shrink_planes(frame, (1023, 767), Image.Resampling.LANCZOS, subsampling="4:4:4")
+    assert (shrunk.mode, shrunk.size) == ("YCbCr", (1023, 767))
+    for band in (1, 2):  # 1.96x: box-reduced 2x to 1000 x 750, 2.2% under, then LANCZOS up to the size
+        expected = frame.getchannel(band).reduce(2).resize((1023, 767), Image.Resampling.LANCZOS)
+        assert shrunk.getchannel(band).tobytes() == expected.tobytes()
+    assert shrink_planes(frame, (1500, 1100), Image.Resampling.LANCZOS, subsampling="4:4:4").getchannel(
+        1
+    ).tobytes() == (frame.getchannel(1).resize((1500, 1100), Image.Resampling.LANCZOS).tobytes())  # 1.33x: no reduction
+    with pytest.raises(ValueError, match="subsampling"):
+        shrink_planes(frame, (10, 10), Image.Resampling.LANCZOS, subsampling="4:1:1")
+
+
+def naive_view(data: bytes, view: tuple[int, int]) -> Image.Image:
+    """What the service looks at when sent the naive image: full decode, LANCZOS to 2048 px, q85, shrunk by it."""
+    with Image.open(io.BytesIO(data)) as image:
+        image = image.convert("RGB")
+        ratio = 2048 / max(image.size)
+        naive = image.resize((int(image.width * ratio), int(image.height * ratio)), Image.Resampling.LANCZOS)
+    return opened(encode(naive, "JPEG", quality=85)).convert("RGB").resize(view, Image.Resampling.LANCZOS)
+
+
+@pytest.mark.parametrize("size", [(4000, 3000), (2400, 1800)])
+def test_at_high_the_model_sees_at_least_what_the_naive_image_gives_it(size):
+    """Sent at the service's view, ours must stay as good as the naive image after the service's own shrink
+    (which averages its JPEG noise away and restores full chroma): PSNR against the ideal view, on saturated
+    colour blocks and coloured text, where chroma resolution shows most."""
+    scene = colour_scene(size)
+    data = encode(scene, "JPEG", quality=95)
+    prepared = prepare_image(data, "high")
+    view = (prepared.width, prepared.height)
+    assert view == (1024, 768)  # both sizes: 2048 px wide for the naive image, 1024 x 768 for the service
+    ideal = scene.resize(view, Image.Resampling.LANCZOS)
+    assert psnr(opened(prepared.data), ideal) >= psnr(naive_view(data, view), ideal) - 0.5
