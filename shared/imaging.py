@@ -213,10 +213,7 @@ def prepare_image(
         out_w, out_h = (service_view(naive_w, naive_h, detail, model, model_overrides) if to_service_view
                         else (naive_w, naive_h))
         billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
-        # Sent at the service's view at "high", the image has no service shrink to average its JPEG noise
-        # away and restore full chroma: encoded finer (HIGH_VIEW_*; figures in benchmarks/README.md).
-        at_high_view = detail == "high" and (out_w, out_h) != (naive_w, naive_h)
-        subsampling = HIGH_VIEW_SUBSAMPLING if at_high_view else "4:2:0"
+        quality, subsampling = view_encoding(detail, (out_w, out_h) != (naive_w, naive_h), jpeg_quality)
         # Work in stored orientation until the end: rotating the small result is cheaper.
         swaps = orientation in _SWAPS_SIDES
         stored = (out_h, out_w) if swaps else (out_w, out_h)
@@ -248,7 +245,6 @@ def prepare_image(
             frame = frame.transpose(_TRANSPOSE[orientation])
         frame.info = {}  # strip comments and anything else the encoder might copy
         buffer = io.BytesIO()
-        quality = max(jpeg_quality, HIGH_VIEW_MIN_QUALITY) if at_high_view else jpeg_quality
         frame.save(buffer, "JPEG", quality=quality, subsampling=subsampling)
 
     return PreparedImage(
@@ -262,6 +258,17 @@ def prepare_image(
         estimated_tokens=estimate_image_tokens(out_w, out_h, detail, model, model_overrides),
         model=model,
     )
+
+
+def view_encoding(detail: str, shrunk_to_view: bool, jpeg_quality: int) -> tuple[int, str]:
+    """JPEG quality and chroma subsampling for an image we send (pages of documents too).
+
+    Sent at the service's view at ``high`` instead of the detail's size, an image has no service shrink
+    left to average its JPEG noise away and restore full chroma, so it is encoded finer (``HIGH_VIEW_*``).
+    """
+    if detail == "high" and shrunk_to_view:
+        return max(jpeg_quality, HIGH_VIEW_MIN_QUALITY), HIGH_VIEW_SUBSAMPLING
+    return jpeg_quality, "4:2:0"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

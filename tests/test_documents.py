@@ -216,3 +216,25 @@ def test_a_scanned_tiff_with_large_pages_is_read_page_after_page():
     pages = prepare_pages(data, inspect(data), "high", model="gpt-4o", jpeg_quality=85)
     assert [p.number for p in pages] == [1, 2, 3]
     assert all((p.image.width, p.image.height) == (1152, 768) for p in pages)  # the service's view of 2048x1365
+
+
+@pytest.mark.parametrize(("detail", "to_service_view", "sampling"), [
+    ("high", True, [(1, 1), (1, 1), (1, 1)]),   # drawn at the service's view: full chroma, quality 94+
+    ("high", False, [(2, 2), (1, 1), (1, 1)]),  # the detail's size, for the offline engine: as asked
+    ("low", True, [(2, 2), (1, 1), (1, 1)]),    # low's view is the naive size itself
+])
+def test_pages_drawn_at_the_high_view_are_encoded_like_images_at_it(invoice_pdf, detail, to_service_view, sampling):
+    """A page sent at the service's view at "high" has no service shrink left to clean it up, exactly like an
+    image (shared.imaging.view_encoding): full-size chroma and at least HIGH_VIEW_MIN_QUALITY."""
+    from shared.imaging import HIGH_VIEW_MIN_QUALITY
+
+    page = prepare_pages(invoice_pdf, inspect(invoice_pdf, "1"), detail, model="gpt-4o", jpeg_quality=85,
+                         to_service_view=to_service_view)[0]
+    def dc_step(quality: int) -> int:  # libjpeg's standard luma table (DC 16) scaled by the quality
+        scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+        return max(1, (16 * scale + 50) // 100)
+
+    with Image.open(io.BytesIO(page.image.data)) as sent:
+        assert [(h, v) for _, h, v, _ in sent.layer] == sampling
+        finer = sampling[0] == (1, 1)
+        assert sent.quantization[0][0] == dc_step(HIGH_VIEW_MIN_QUALITY if finer else 85)
