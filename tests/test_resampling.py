@@ -176,3 +176,20 @@ def test_at_high_the_model_sees_at_least_what_the_naive_image_gives_it(size):
     assert view == (1024, 768)  # both sizes: 2048 px wide for the naive image, 1024 x 768 for the service
     ideal = scene.resize(view, Image.Resampling.LANCZOS)
     assert psnr(opened(prepared.data), ideal) >= psnr(naive_view(data, view), ideal) - 0.5
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"progressive": True}, {"subsampling": "4:4:4"}, {"subsampling": "4:2:2"}, {"quality": 20}],
+    ids=["progressive", "source-4:4:4", "source-4:2:2", "quality-20"],
+)
+@pytest.mark.parametrize("detail", ["low", "auto", "high"])
+def test_jpegs_of_every_kind_go_by_planes_faithfully(params, detail):
+    """Progressive files and every chroma subsampling decode by planes (odd sizes too) and stay close to the
+    ideal view; a quality-20 source is held only to what its own blocks allow."""
+    scene = colour_scene((3001, 2001))
+    data = encode(scene, "JPEG", **params)
+    assert decodes_as_ycbcr(opened(data))
+    prepared = prepare_image(data, detail)
+    ideal = scene.resize((prepared.width, prepared.height), Image.Resampling.LANCZOS)
+    assert psnr(opened(prepared.data), ideal) > (30 if "quality" in params else 33)
