@@ -51,8 +51,8 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, ImageStat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared import imaging, resampling  # noqa: E402
-from shared.imaging import prepare_image  # noqa: E402
+from shared.imaging import prepare as imaging  # noqa: E402 - the module itself: its settings are patched
+from shared.imaging import prepare_image, resampling  # noqa: E402
 from shared.tokens import estimate_image_tokens, service_view  # noqa: E402
 
 CORPUS = ROOT / "tests" / "fixtures" / "images"
@@ -248,7 +248,7 @@ def main() -> None:
     parser.add_argument(
         "--rgb-jpeg",
         action="store_true",
-        help="decode and shrink JPEGs as RGB instead of by YCbCr planes (shared.resampling), to compare",
+        help="decode and shrink JPEGs as RGB instead of by YCbCr planes (shared.imaging.resampling), to compare",
     )
     parser.add_argument(
         "--high-view-subsampling",

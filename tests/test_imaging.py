@@ -14,7 +14,6 @@ import pytest
 from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter, UnsupportedImage, VisionError
-from shared.image_formats import sniff_format
 from shared.imaging import (
     DETAIL_MAX_SIDE,
     DRAFT_TOLERANCE,
@@ -26,6 +25,7 @@ from shared.imaging import (
     select_detail_level,
     to_rgb,
 )
+from shared.imaging.formats import sniff_format
 from shared.tokens import estimate_image_tokens, load_model_overrides, service_view
 
 RED, GREEN, BLUE, YELLOW, WHITE, BLACK = (
@@ -307,7 +307,7 @@ def test_exif_orientation_is_applied(orientation, fmt, params):
 @pytest.mark.parametrize(("detail", "size"), [("low", (256, 512)), ("high", (768, 1536))])
 def test_orientation_with_a_reduced_jpeg_decode(orientation, detail, size):
     # Stored 2400x1200, displayed 1200x2400: the draft must use the stored axes. At "high" the decode
-    # is shrunk by YCbCr planes (shared.resampling) and rotated afterwards, chroma and all.
+    # is shrunk by YCbCr planes (shared.imaging.resampling) and rotated afterwards, chroma and all.
     data = with_orientation(quadrant_image(1200, 2400), orientation, quality=90)
     prepared = prepare_image(data, detail)
     assert (prepared.width, prepared.height) == size

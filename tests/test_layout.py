@@ -21,8 +21,7 @@ PACKAGE = REPO / "shared"
 #: Bottom to top. A module may import its own layer and the ones below, never one above.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("shared", "shared.tasks", "shared.errors", "shared.settings_table", "shared.config",
-                    "shared.tokens", "shared.image_formats", "shared.pillow_errors", "shared.resampling",
-                    "shared.imaging", "shared.analysis_options")),
+                    "shared.tokens", "shared.imaging", "shared.analysis_options")),
     ("parts", ("shared.providers", "shared.offline", "shared.documents", "shared.cache_entity", "shared.cache",
                "shared.storage",
                "shared.schema_limits", "shared.schemas",

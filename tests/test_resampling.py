@@ -8,9 +8,8 @@ import math
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageStat
 
-from shared import resampling
-from shared.imaging import HIGH_VIEW_SUBSAMPLING, prepare_image
-from shared.resampling import decodes_as_ycbcr, shrink, shrink_planes
+from shared.imaging import HIGH_VIEW_SUBSAMPLING, prepare_image, resampling
+from shared.imaging.resampling import decodes_as_ycbcr, shrink, shrink_planes
 from tests.conftest import encode
 
 
@@ -119,7 +118,7 @@ def test_planes_cost_little_against_shrinking_rgb(monkeypatch, detail):
     scene = colour_scene()
     data = encode(scene, "JPEG", quality=95)
     by_planes = prepare_image(data, detail)
-    monkeypatch.setattr("shared.imaging.decodes_as_ycbcr", lambda image: False)
+    monkeypatch.setattr("shared.imaging.prepare.decodes_as_ycbcr", lambda image: False)
     as_rgb = prepare_image(data, detail)
     assert (by_planes.width, by_planes.height) == (as_rgb.width, as_rgb.height)
     ideal = scene.resize((by_planes.width, by_planes.height), Image.Resampling.LANCZOS)

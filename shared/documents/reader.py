@@ -30,8 +30,8 @@ from PIL import Image, ImageSequence
 from shared.documents.selection import PageSize, check_page_size, check_selection, parse_pages, render_scale
 from shared.errors import ImageTooLarge, UnreadableDocument
 from shared.imaging import to_rgb
+from shared.imaging.pillow_errors import pillow_errors
 from shared.offline.engine import TextBox
-from shared.pillow_errors import pillow_errors
 
 PDFIUM_LOCK = threading.Lock()
 #: Fewer visible characters than this and a page counts as scanned (a page number is not a text layer).

@@ -37,7 +37,7 @@ from PIL import Image, ImageOps
 
 from shared.errors import ModelNotConfigured
 from shared.imaging import to_rgb
-from shared.pillow_errors import pillow_errors
+from shared.imaging.pillow_errors import pillow_errors
 
 ENGINE_PACKAGE = "rapidocr-onnxruntime"
 DETECTION_BOX_THRESHOLD = 0.3

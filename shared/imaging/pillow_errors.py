@@ -1,6 +1,6 @@
 """Pillow's exceptions from broken or hostile input, as our errors: the one place they are mapped.
 
-Why a module of its own: every module that decodes with Pillow (:mod:`shared.imaging`, the offline
+Why a module of its own: every module that decodes with Pillow (:mod:`shared.imaging.prepare`, the offline
 engine, the document reader) decodes inside :func:`pillow_errors`, and none of them should need the
 image preparation to do so. Pillow raises a zoo of exception types from corrupt files (a truncated
 Huffman table is an ``OSError``, a crafted TIFF a ``struct.error`` or a ``MemoryError``); callers see

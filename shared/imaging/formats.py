@@ -2,7 +2,7 @@
 
 Why a module of its own: it is the gate before Pillow (names and ``Content-Type`` are the caller's
 claim, the first bytes are the file's), it needs no Pillow at all, and keeping it apart keeps
-:mod:`shared.imaging` to the decoding and resizing. JPEG, PNG, GIF, WEBP, BMP and TIFF are accepted;
+:mod:`shared.imaging.prepare` to the decoding and resizing. JPEG, PNG, GIF, WEBP, BMP and TIFF are accepted;
 no known signature (text, PDF, HTML, and also empty input: one answer for "this is not an image")
 is ``UnsupportedImage`` (415), naming what the bytes look like when we can tell.
 """

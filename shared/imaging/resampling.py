@@ -2,7 +2,7 @@
 
 Why a module of its own: the shrink is most of the CPU a request costs (on a 12 MP photo at ``high``,
 two thirds of :func:`shared.imaging.prepare_image`), every choice here trades speed against what the
-model sees, and each is measured in ``benchmarks/README.md``. :mod:`shared.imaging` keeps to checking,
+model sees, and each is measured in ``benchmarks/README.md``. :mod:`shared.imaging.prepare` keeps to checking,
 decoding, orienting and encoding.
 
 * **One filter per detail** (``RESAMPLE``): ``high`` (text and tables, what the caller pays extra for)
@@ -24,7 +24,7 @@ decoding, orienting and encoding.
   as faithful (within 0.1 dB of the service's view; benchmarks/README.md).
 * **Chroma resolution** (``subsampling``): "4:2:0", half-size chroma, is what JPEGs usually store
   and what we send at ``low`` and ``auto``, where the naive image is itself what the service looks at.
-  :mod:`shared.imaging` asks for "4:4:4" when it sends the service's view at ``high`` instead of an image
+  :mod:`shared.imaging.prepare` asks for "4:4:4" when it sends the service's view at ``high`` instead of an image
   the service would shrink 2x itself: that shrink gives the model full-resolution chroma, and half-size
   chroma alone cost 3 dB of the view on photos and 6 dB on saturated colour.
 """

@@ -7,11 +7,11 @@ is at most what the detail level needs (``DETAIL_MAX_SIDE``).
 
 Decisions, and why:
 
-* **Format by magic bytes only** (:mod:`shared.image_formats`): names and ``Content-Type`` are the
+* **Format by magic bytes only** (:mod:`shared.imaging.formats`): names and ``Content-Type`` are the
   caller's claim, the first bytes are the file's. Each format is opened with only its own Pillow
   plugin, so look-alike bytes never reach plugins such as EPS. No known signature -> ``UnsupportedImage``
   (415). A signature Pillow still cannot read (exotic TIFF, corrupt or truncated file) -> ``ImageDecodeError``
-  (422), never a raw Pillow exception (:func:`shared.pillow_errors.pillow_errors`, the one place they are mapped).
+  (422), never a raw Pillow exception (:mod:`shared.imaging.pillow_errors`, the one place they are mapped).
 * **Pixel limit before decoding**: ``Image.open`` parses only the header, and ``max_pixels`` (default
   50 MP) is checked on that size before any pixel is decoded. Pillow's process-wide guard
   (``Image.MAX_IMAGE_PIXELS``) is a backstop we neither rely on nor mutate: past twice its value Pillow
@@ -29,7 +29,7 @@ Decisions, and why:
   the target, so a 12 MP photo is never decoded in full; a short filter then finishes the (< 2x) rest,
   on the YCbCr planes libjpeg hands over: luma sharp, chroma at the half size the JPEG keeps. Other formats, which
   Pillow cannot decode reduced, are box-reduced first. Filters and their measured cost:
-  :mod:`shared.resampling`. The size is the service's own view (or a reduced decode a few percent
+  :mod:`shared.imaging.resampling`. The size is the service's own view (or a reduced decode a few percent
   under it at the same bill), so the bill is never higher than with a full decode.
 * **Always re-encode**, even a small JPEG: it strips EXIF (GPS positions, serial numbers), ICC and
   comments, and guarantees a baseline RGB JPEG.
@@ -50,9 +50,9 @@ from typing import NamedTuple
 from PIL import Image
 
 from shared.errors import ImageTooLarge, InvalidParameter
-from shared.image_formats import sniff_or_raise
-from shared.pillow_errors import open_image, pillow_errors
-from shared.resampling import decodes_as_ycbcr, shrink
+from shared.imaging.formats import sniff_or_raise
+from shared.imaging.pillow_errors import open_image, pillow_errors
+from shared.imaging.resampling import decodes_as_ycbcr, shrink
 from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
 from shared.tokens import ModelSpec, estimate_image_tokens, service_view
 
@@ -226,7 +226,7 @@ def prepare_image(
                 tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
                 smallest = tuple(max(1, math.ceil(side * (1 - tolerance))) for side in stored)
                 # Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded
-                # with no colour conversion either way (shared.resampling).
+                # with no colour conversion either way (shared.imaging.resampling).
                 drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", smallest)
                 box = drafted[1] if drafted else None
             im.load()

@@ -1,0 +1,36 @@
+"""Images, from upload bytes to the JPEG the model is sent.
+
+Why a package: preparing an image is one concern in four steps, each a module of its own, each pure
+(bytes or Pillow images in and out, nothing global touched):
+
+* :mod:`~shared.imaging.formats`: which format the bytes are, by their magic numbers alone (no Pillow);
+* :mod:`~shared.imaging.pillow_errors`: Pillow's exceptions from broken or hostile input as our errors,
+  for every module that decodes with Pillow (the offline engine and the document reader too);
+* :mod:`~shared.imaging.resampling`: how a decoded image is shrunk (filters, box reduction, JPEG planes);
+* :mod:`~shared.imaging.prepare`: checking, decoding, orienting, shrinking to what the service will look
+  at, and encoding; its public names are this package's.
+"""
+
+from shared.imaging.prepare import (
+    DEFAULT_JPEG_QUALITY,
+    DEFAULT_MAX_PIXELS,
+    DETAIL_MAX_SIDE,
+    DRAFT_TOLERANCE,
+    HIGH_DETAIL_ABOVE,
+    HIGH_VIEW_MIN_QUALITY,
+    HIGH_VIEW_SUBSAMPLING,
+    LOW_DETAIL_BELOW,
+    PreparedImage,
+    image_size,
+    prepare_image,
+    select_detail_level,
+    target_size,
+    to_rgb,
+    view_encoding,
+)
+
+__all__ = [
+    "DEFAULT_JPEG_QUALITY", "DEFAULT_MAX_PIXELS", "DETAIL_MAX_SIDE", "DRAFT_TOLERANCE", "HIGH_DETAIL_ABOVE",
+    "HIGH_VIEW_MIN_QUALITY", "HIGH_VIEW_SUBSAMPLING", "LOW_DETAIL_BELOW", "PreparedImage", "image_size",
+    "prepare_image", "select_detail_level", "target_size", "to_rgb", "view_encoding",
+]
