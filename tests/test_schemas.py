@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from shared import schemas
 from shared.errors import InvalidParameter
 from shared.extraction import Invoice, TableGrid, model_format
 from shared.multi import Synthesis
@@ -20,6 +19,7 @@ from shared.schemas import (
     to_strict_schema,
     validate_instance,
 )
+from shared.schemas import strict as schemas
 
 RECEIPT = json.loads((Path(__file__).parent / "fixtures" / "extraction" / "receipt.schema.json").read_text())
 

@@ -24,9 +24,9 @@ supported schemas and limitations") and OpenAI's guide they defer to say, and wh
   such as ``requried`` would otherwise do nothing). ``oneOf`` is sent as ``anyOf`` (exclusivity is
   checked locally). The root must be an object, not ``anyOf``.
 * **Safe to run**: patterns are matched by RE2 in linear time, and one RE2 cannot compile is refused;
-  ``$ref`` loops that never reach a value are refused (:mod:`shared.schema_safety`), both naming the
+  ``$ref`` loops that never reach a value are refused (:mod:`shared.schemas.safety`), both naming the
   pointer. Checking a reply is CPU work: :mod:`shared.extraction` runs it off the event loop.
-* **Limits** (:mod:`shared.schema_limits`): 100 object properties in total, 5 levels of object
+* **Limits** (:mod:`shared.schemas.limits`): 100 object properties in total, 5 levels of object
   nesting, 500 enum values and 15,000 characters of names and strings; too deep is refused naming the
   pointer of the deepest object.
 
@@ -48,8 +48,8 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 
 from shared.errors import InvalidParameter
-from shared.schema_limits import SchemaTooLarge, check_limits, resolve_local
-from shared.schema_safety import UnsafeSchema, linear_time_validator, refuse_unsafe
+from shared.schemas.limits import SchemaTooLarge, check_limits, resolve_local
+from shared.schemas.safety import UnsafeSchema, linear_time_validator, refuse_unsafe
 
 MAX_SCHEMA_CHARS = 100_000  # our own bound on what a caller may send
 MAX_ERRORS = 20
@@ -326,11 +326,11 @@ def _compile(canonical: str) -> CompiledSchema:
         if isinstance(original.get(key), dict):
             strict[key] = {name: converter.convert(sub, [key, name]) for name, sub in original[key].items()}
     try:
-        refuse_unsafe(original)  # patterns RE2 cannot take, $ref loops (shared.schema_safety)
+        refuse_unsafe(original)  # patterns RE2 cannot take, $ref loops (shared.schemas.safety)
     except UnsafeSchema as exc:
         raise SchemaRefused(exc.pointer, exc.keyword, exc.reason) from None
     try:
-        check_limits(strict)  # Azure's and OpenAI's size limits (shared.schema_limits)
+        check_limits(strict)  # Azure's and OpenAI's size limits (shared.schemas.limits)
     except SchemaTooLarge as exc:
         if exc.pointer is None:
             raise InvalidParameter("schema", exc.reason) from None

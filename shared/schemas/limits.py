@@ -1,14 +1,14 @@
 """The size limits of Azure OpenAI strict structured outputs, checked before a schema is sent.
 
 Why a module of its own: the limits are counted on the strict form, through ``$ref`` s, with the path to
-the offending object, which is a walk of its own; :mod:`shared.schemas` keeps to converting and
+the offending object, which is a walk of its own; :mod:`shared.schemas.strict` keeps to converting and
 validating. The figures come from the Azure docs ("Structured outputs: supported schemas and
 limitations") and OpenAI's guide they defer to: 100 object properties in total, 5 levels of object
 nesting (root = 1; arrays and unions add no level; a recursive ``$ref`` is followed once), 500 enum
 values and 15,000 characters of property names, definition names, enum and const strings.
 
-Errors are :class:`SchemaTooLarge`, which :mod:`shared.schemas` turns into its 400s (like
-:mod:`shared.schema_safety`'s ``UnsafeSchema``), so this module depends on nothing of ours.
+Errors are :class:`SchemaTooLarge`, which :mod:`shared.schemas.strict` turns into its 400s (like
+:mod:`shared.schemas.safety`'s ``UnsafeSchema``), so this module depends on nothing of ours.
 """
 
 from __future__ import annotations
