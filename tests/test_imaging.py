@@ -377,8 +377,9 @@ def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_
 
 
 def test_auto_box_reduces_a_png_before_the_filter_and_high_does_not(monkeypatch):
-    """PNG has no reduced decode: at "auto" a 3.9x shrink is box-reduced 2x first (shared.imaging._REDUCING_GAP),
-    close to the full-size filter; "high" (text and tables) still filters from full size, pixel for pixel."""
+    """PNG has no reduced decode: at "auto" a 3.9x shrink is box-reduced 2x first
+    (shared.imaging.resampling.REDUCING_GAP), close to the full-size filter; "high" (text and tables) still
+    filters from full size, pixel for pixel."""
     factors: list[tuple[int, int]] = []
     real_reduce = Image.Image.reduce
 
