@@ -8,12 +8,14 @@ nesting (root = 1; arrays and unions add no level; a recursive ``$ref`` is follo
 values and 15,000 characters of property names, definition names, enum and const strings.
 
 Errors are :class:`SchemaTooLarge`, which :mod:`shared.schemas.strict` turns into its 400s (like
-:mod:`shared.schemas.safety`'s ``UnsafeSchema``), so this module depends on nothing of ours.
+:mod:`shared.schemas.safety`'s ``UnsafeSchema``); of ours it needs only :mod:`shared.schemas.pointers`.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from shared.schemas.pointers import pointer, resolve_local
 
 MAX_DEPTH = 5
 MAX_PROPERTIES = 100
@@ -30,19 +32,6 @@ class SchemaTooLarge(Exception):
     def __init__(self, pointer: str | None, keyword: str, reason: str) -> None:
         super().__init__(reason)
         self.pointer, self.keyword, self.reason = pointer, keyword, reason
-
-
-def resolve_local(root: dict[str, Any], ref: str) -> Any:
-    """The node a local ``$ref`` (``#`` or ``#/...``) points at in ``root``, or None if it points nowhere."""
-    if ref == "#":
-        return root
-    node: Any = root
-    for token in ref[2:].split("/"):
-        token = token.replace("~1", "/").replace("~0", "~")
-        if not isinstance(node, dict) or token not in node:
-            return None
-        node = node[token]
-    return node
 
 
 def check_limits(strict: dict[str, Any]) -> None:
@@ -75,9 +64,8 @@ def check_limits(strict: dict[str, Any]) -> None:
             raise SchemaTooLarge(None, keyword, f"has {count} {what}; strict structured outputs allow at most {limit}")
     depth, where = _depth(strict, strict, {}, frozenset())
     if depth > MAX_DEPTH:
-        pointer = "".join("/" + token.replace("~", "~0").replace("/", "~1") for token in where)
         reason = f"objects are nested {depth} levels deep; strict structured outputs allow {MAX_DEPTH}"
-        raise SchemaTooLarge(pointer, "properties", reason)
+        raise SchemaTooLarge(pointer(where), "properties", reason)
 
 
 def _depth(root: dict[str, Any], node: Any, memo: dict[str, Found], active: frozenset[str]) -> Found:

@@ -24,6 +24,8 @@ import re2
 from jsonschema import validators
 from jsonschema.exceptions import ValidationError
 
+from shared.schemas.pointers import pointer, ref_path
+
 #: Keywords whose value is one subschema applied to the SAME instance (a loop through them never ends).
 _SAME_INSTANCE = ("not", "if", "then", "else")
 _SAME_INSTANCE_LISTS = ("anyOf", "oneOf", "allOf")
@@ -43,10 +45,6 @@ class UnsafeSchema(Exception):
     def __init__(self, pointer: str, keyword: str, reason: str) -> None:
         super().__init__(f"{keyword} at {pointer or '/'}: {reason}")
         self.pointer, self.keyword, self.reason = pointer, keyword, reason
-
-
-def _pointer(path: tuple[str, ...]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -83,32 +81,23 @@ def _check_patterns(root: dict[str, Any]) -> None:
             except re2.error as exc:
                 raw = exc.args[0] if exc.args else exc
                 reason = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-                raise UnsafeSchema(_pointer(where), keyword,
+                raise UnsafeSchema(pointer(where), keyword,
                                    f"{pattern!r} cannot be matched in linear time ({reason}); lookarounds and "
                                    "backreferences are not supported") from None
-
-
-def _target(ref: str) -> tuple[str, ...] | None:
-    """The path a local ``$ref`` names (``#`` is the root); None for any other reference."""
-    if ref == "#":
-        return ()
-    if not ref.startswith("#/"):
-        return None
-    return tuple(token.replace("~1", "/").replace("~0", "~") for token in ref[2:].split("/"))
 
 
 def _same_instance_edges(path: tuple[str, ...], node: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str]]:
     """(path of a schema applied to the same instance, the keyword's pointer that leads there)."""
     ref = node.get("$ref")
-    if isinstance(ref, str) and (target := _target(ref)) is not None:
-        yield target, _pointer((*path, "$ref"))
+    if isinstance(ref, str) and (target := ref_path(ref)) is not None:
+        yield target, pointer((*path, "$ref"))
     for key in _SAME_INSTANCE:
         if isinstance(node.get(key), dict):
-            yield (*path, key), _pointer((*path, key))
+            yield (*path, key), pointer((*path, key))
     for key in _SAME_INSTANCE_LISTS:
         for index, item in enumerate(node.get(key) if isinstance(node.get(key), list) else ()):
             if isinstance(item, dict):
-                yield (*path, key, str(index)), _pointer((*path, key, str(index)))
+                yield (*path, key, str(index)), pointer((*path, key, str(index)))
 
 
 def _check_ref_loops(root: dict[str, Any]) -> None:
@@ -120,7 +109,7 @@ def _check_ref_loops(root: dict[str, Any]) -> None:
         for target, via in _same_instance_edges(path, nodes[path]):
             if target in active:
                 cycle = [*list(active)[list(active).index(target):], target]
-                shown = " -> ".join(_pointer(p) or "#" for p in cycle)
+                shown = " -> ".join(pointer(p) or "#" for p in cycle)
                 raise UnsafeSchema(via, "$ref", f"the references form a loop that never reaches a value ({shown})")
             if target in nodes and target not in done:
                 visit(target, active)

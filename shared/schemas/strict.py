@@ -48,7 +48,8 @@ from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError
 
 from shared.errors import InvalidParameter
-from shared.schemas.limits import SchemaTooLarge, check_limits, resolve_local
+from shared.schemas.limits import SchemaTooLarge, check_limits
+from shared.schemas.pointers import pointer, resolve_local
 from shared.schemas.safety import UnsafeSchema, linear_time_validator, refuse_unsafe
 
 MAX_SCHEMA_CHARS = 100_000  # our own bound on what a caller may send
@@ -90,10 +91,6 @@ class SchemaRefused(InvalidParameter):
         super().__init__("schema", f"{keyword!r} at {where}: {reason}")
         self.context.update(keyword=keyword, pointer=pointer or "/")
         self.keyword, self.pointer = keyword, pointer or "/"
-
-
-def _pointer(path: list[str] | tuple[str, ...]) -> str:
-    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in path)
 
 
 def _canonical(node: Any, *, schema: bool = True) -> Any:
@@ -195,7 +192,7 @@ class _Converter:
         self.stripped: list[str] = []
 
     def convert(self, node: Any, path: list[str], *, optional: bool = False) -> dict[str, Any]:
-        where = _pointer(path)
+        where = pointer(path)
         if not isinstance(node, dict):
             raise SchemaRefused(where, "schema", "boolean schemas (true/false) are not supported; give a type")
         out: dict[str, Any] = {}
@@ -204,19 +201,19 @@ class _Converter:
             if key in _DROPPED or key.startswith("x-"):
                 continue
             if key in STRIPPED:
-                self.stripped.append(_pointer([*path, key]))
+                self.stripped.append(pointer([*path, key]))
                 if key in _HINTED:
                     hints.append(f"{key} {json.dumps(value, ensure_ascii=False)}")
                 continue
             if key in _REFUSED:
-                raise SchemaRefused(_pointer([*path, key]), key, _REFUSED[key])
+                raise SchemaRefused(pointer([*path, key]), key, _REFUSED[key])
             if key not in _STRUCTURAL:
-                raise SchemaRefused(_pointer([*path, key]), key, "unknown keyword (misspelt?)")
+                raise SchemaRefused(pointer([*path, key]), key, "unknown keyword (misspelt?)")
         if "$id" in node and path:
-            raise SchemaRefused(_pointer([*path, "$id"]), "$id", "is only allowed at the root")
+            raise SchemaRefused(pointer([*path, "$id"]), "$id", "is only allowed at the root")
         for key in ("$defs", "definitions"):
             if key in node and path:
-                raise SchemaRefused(_pointer([*path, key]), key, "put definitions at the root")
+                raise SchemaRefused(pointer([*path, key]), key, "put definitions at the root")
         if "$ref" in node:
             out = self._ref(node, path)
         else:
@@ -233,7 +230,7 @@ class _Converter:
 
     def _ref(self, node: dict[str, Any], path: list[str]) -> dict[str, Any]:
         ref = node["$ref"]
-        where = _pointer([*path, "$ref"])
+        where = pointer([*path, "$ref"])
         if not isinstance(ref, str) or not (ref == "#" or ref.startswith(("#/$defs/", "#/definitions/"))):
             raise SchemaRefused(where, "$ref", f"only '#' and '#/$defs/...' references are supported; got {ref!r}")
         if resolve_local(self.root, ref) is None:
@@ -241,7 +238,7 @@ class _Converter:
         others = set(node) & (_STRUCTURAL - {"$ref", "description", "title"})
         if others:
             keyword = sorted(others)[0]
-            raise SchemaRefused(_pointer([*path, keyword]), keyword, "cannot be combined with $ref; use anyOf")
+            raise SchemaRefused(pointer([*path, keyword]), keyword, "cannot be combined with $ref; use anyOf")
         return {"$ref": ref}
 
     def _shape(self, node: dict[str, Any], path: list[str], out: dict[str, Any]) -> None:
@@ -249,9 +246,9 @@ class _Converter:
         type_set = {types} if isinstance(types, str) else set(types or ())
         unions = [key for key in ("anyOf", "oneOf") if key in node]
         if not type_set and not unions and "enum" not in node and "const" not in node:
-            raise SchemaRefused(_pointer(path), "type", "every schema needs a type (or anyOf, enum, const, $ref)")
+            raise SchemaRefused(pointer(path), "type", "every schema needs a type (or anyOf, enum, const, $ref)")
         if len(unions) > 1:
-            raise SchemaRefused(_pointer([*path, "oneOf"]), "oneOf", "give either anyOf or oneOf, not both")
+            raise SchemaRefused(pointer([*path, "oneOf"]), "oneOf", "give either anyOf or oneOf, not both")
         if types is not None:
             out["type"] = types
         for key in ("enum", "const"):
@@ -267,22 +264,22 @@ class _Converter:
             if not isinstance(items, dict):
                 tuple_form = isinstance(items, list)
                 reason = "tuples are not supported; give one schema" if tuple_form else "say what the items are"
-                raise SchemaRefused(_pointer([*path, "items"]), "items", reason)
+                raise SchemaRefused(pointer([*path, "items"]), "items", reason)
             out["items"] = self.convert(items, [*path, "items"])
 
     def _object(self, node: dict[str, Any], path: list[str], out: dict[str, Any]) -> None:
         properties = node.get("properties")
         if not isinstance(properties, dict):
-            raise SchemaRefused(_pointer(path), "properties",
+            raise SchemaRefused(pointer(path), "properties",
                                 "objects need their properties listed (strict mode has no free-form objects)")
         extra = node.get("additionalProperties", False)
         if extra is not False:
-            raise SchemaRefused(_pointer([*path, "additionalProperties"]), "additionalProperties",
+            raise SchemaRefused(pointer([*path, "additionalProperties"]), "additionalProperties",
                                 "only false is supported: strict mode cannot generate keys it was not given")
         required = node.get("required") or []
         unknown = [name for name in required if name not in properties]
         if unknown:
-            raise SchemaRefused(_pointer([*path, "required"]), "required",
+            raise SchemaRefused(pointer([*path, "required"]), "required",
                                 f"names {unknown[0]!r}, which is not in properties")
         out["properties"] = {
             name: self.convert(sub, [*path, "properties", name], optional=name not in required)
@@ -316,7 +313,7 @@ def _compile(canonical: str) -> CompiledSchema:
     try:
         validator_class.check_schema(original)
     except SchemaError as exc:
-        where = _pointer([str(p) for p in exc.absolute_path]) or "the root"
+        where = pointer([str(p) for p in exc.absolute_path]) or "the root"
         raise InvalidParameter("schema", f"is not a valid JSON Schema at {where}: {exc.message[:300]}") from None
     if original.get("type") != "object" or "anyOf" in original or "oneOf" in original:
         raise SchemaRefused("", "type", 'the root must be {"type": "object", "properties": {...}}')
