@@ -172,7 +172,9 @@ def time_kind(paths: list[Path], detail: str, repeat: int) -> dict[str, dict[str
         references: dict[tuple[int, int], Image.Image] = {}
         for name, (out, shape) in results.items():
             view = service_view(*shape, detail, MODEL)
-            reference = references.get(view) or references.setdefault(view, ideal(blob, view))
+            if view not in references:
+                references[view] = ideal(blob, view)
+            reference = references[view]
             per_image[name].append(statistics.median(samples[name]))
             tokens[name].append(estimate_image_tokens(*shape, detail, MODEL))
             sizes[name].append(len(out))

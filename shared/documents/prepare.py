@@ -44,23 +44,22 @@ def prepare_pages(data: bytes, info: DocumentInfo, detail: str, *, model: str, j
     service's own shrink: :func:`shared.tokens.service_view`), or at the detail's size for a reader
     that uses every pixel (``to_service_view`` False: the offline engine).
     """
-    naive_sides: dict[PageSize, int] = {}
-
-    def long_side(size: PageSize) -> int:
+    def naive(size: PageSize) -> tuple[int, int]:
         scale = DETAIL_MAX_SIDE[detail] / max(size.width, size.height)
         if info.kind != "PDF":
             scale = min(1.0, scale)  # a scan is never enlarged; a PDF page is drawn at any scale
-        naive = (max(1, int(size.width * scale)), max(1, int(size.height * scale)))
-        naive_sides[size] = max(naive)
+        return max(1, int(size.width * scale)), max(1, int(size.height * scale))
+
+    def long_side(size: PageSize) -> int:
         if not to_service_view:
-            return max(naive)
-        return max(service_view(*naive, detail, model, model_overrides))
+            return max(naive(size))
+        return max(service_view(*naive(size), detail, model, model_overrides))
 
     prepared = []
     for page in iter_pages(data, info, max_side=long_side):
         width, height = page.image.size
         # Drawn at the service's view at "high": encoded as finely as an image at its view (shared.imaging).
-        quality, subsampling = view_encoding(detail, max(width, height) < naive_sides[page.size], jpeg_quality)
+        quality, subsampling = view_encoding(detail, max(width, height) < max(naive(page.size)), jpeg_quality)
         buffer = io.BytesIO()
         page.image.save(buffer, "JPEG", quality=quality, subsampling=subsampling)
         page.image.close()

@@ -27,8 +27,8 @@ Decisions, and why:
   management would cost another pass over every pixel.
 * **Fast path for JPEG**: ``Image.draft`` makes libjpeg decode at 1/2, 1/4 or 1/8 scale, never below
   the target, so a 12 MP photo is never decoded in full; a short filter then finishes the (< 2x) rest,
-  on the YCbCr planes libjpeg hands over: luma sharp, chroma at the half size the JPEG keeps. Other formats, which
-  Pillow cannot decode reduced, are box-reduced first. Filters and their measured cost:
+  on the YCbCr planes libjpeg hands over: luma sharp, chroma straight to the size it will be stored at.
+  Other formats, which Pillow cannot decode reduced, are box-reduced first. Filters and their measured cost:
   :mod:`shared.imaging.resampling`. The size is the service's own view (or a reduced decode a few percent
   under it at the same bill), so the bill is never higher than with a full decode.
 * **Always re-encode**, even a small JPEG: it strips EXIF (GPS positions, serial numbers), ICC and
@@ -255,7 +255,7 @@ def prepare_image(
         original_height=height,
         format=fmt,
         detail=detail,
-        estimated_tokens=estimate_image_tokens(out_w, out_h, detail, model, model_overrides),
+        estimated_tokens=billed,  # a reduced decode is sent as it is only when it bills the same
         model=model,
     )
 
