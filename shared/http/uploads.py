@@ -86,11 +86,10 @@ async def read_upload(request: Request, settings: Settings, *, digest: Digest | 
     body_limit = limit + MULTIPART_OVERHEAD if multipart else limit
     if declared and declared.isdigit() and int(declared) > body_limit:
         raise PayloadTooLarge(limit, int(declared))
-    if not multipart:
-        stream = limited_body(request, body_limit, lambda: PayloadTooLarge(limit))
-        chunks = [chunk async for chunk in (digested(stream, digest) if digest is not None else stream)]
-        return b"".join(chunks), {}
     body = limited_body(request, body_limit, lambda: PayloadTooLarge(limit))
+    if not multipart:
+        chunks = [chunk async for chunk in (digested(body, digest) if digest is not None else body)]
+        return b"".join(chunks), {}
     parser = MultiPartParser(request.headers, body, max_files=1, max_fields=16)
     try:
         form = await parser.parse()
