@@ -15,6 +15,7 @@ from PIL import Image, ImageChops, ImageOps, ImageStat
 
 from shared.errors import ImageDecodeError, ImageTooLarge, InvalidParameter, UnsupportedImage, VisionError
 from shared.imaging import (
+    DEFAULT_JPEG_QUALITY,
     DETAIL_MAX_SIDE,
     DRAFT_TOLERANCE,
     HIGH_VIEW_MIN_QUALITY,
@@ -22,11 +23,14 @@ from shared.imaging import (
     PreparedImage,
     image_size,
     prepare_image,
+    resampling,
     select_detail_level,
     to_rgb,
+    view_encoding,
 )
 from shared.imaging.formats import sniff_format
 from shared.tokens import estimate_image_tokens, load_model_overrides, service_view
+from tests.conftest import encode
 
 RED, GREEN, BLUE, YELLOW, WHITE, BLACK = (
     (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (255, 255, 255), (0, 0, 0),
@@ -35,12 +39,6 @@ CORPUS_IMAGES = [
     "astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "hubble_deep_field.jpg", "camera.png",
     "page.png", "logo.png", "motorcycle_left.png", "motorcycle_right.png", "no_time_for_that_tiny.gif",
 ]  # fmt: skip
-
-
-def encode(im: Image.Image, fmt: str, **params) -> bytes:
-    buffer = io.BytesIO()
-    im.save(buffer, fmt, **params)
-    return buffer.getvalue()
 
 
 def naive_size(width: int, height: int, detail: str) -> tuple[int, int]:
@@ -339,15 +337,17 @@ def test_high_detail_pixels_match_a_full_decode_lanczos_resize_to_the_view():
     source = Image.radial_gradient("L").resize((3000, 2000)).convert("RGB")
     view = service_view(*naive_size(3000, 2000, "high"), "high")
     assert view == (1152, 768)  # 3000x2000 -> 2048x1365 (fit) -> 1152x768 (short side 768)
-    expected = source.resize(view, Image.Resampling.LANCZOS)
+    expected = resampling.resize(source, view, Image.Resampling.LANCZOS)  # fast_image_resize's LANCZOS
     sent = prepare_image(encode(source, "PNG"), "high").data
     assert sent == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY, subsampling=HIGH_VIEW_SUBSAMPLING)
+    pillow = source.resize(view, Image.Resampling.LANCZOS)
+    assert ImageChops.difference(expected, pillow).getextrema() <= ((0, 2),) * 3  # Pillow's, to 2 levels
 
 
 def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_not(monkeypatch):
     """libjpeg's DCT scaling lands 2.3% under the view (1000 x 750 for 1024 x 768): at "low" and "auto" that
     is sent as it is (same bill, no resize), faithful to the ideal at its own size; "high" (text and tables)
-    still goes to the exact view with LANCZOS."""
+    still goes to the exact view with LANCZOS (fast_image_resize's, which Pillow's resize does not see)."""
     resized: list[tuple[int, int]] = []
     real_resize = Image.Image.resize
 
@@ -365,10 +365,9 @@ def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_
 
     assert (auto.width, auto.height) == (1000, 750) and (low.width, low.height) == (500, 375)
     assert (high.width, high.height) == (1024, 768)
-    assert (1024, 768) in resized  # "high" was resized to the exact view
-    assert auto.estimated_tokens == estimate_image_tokens(1024, 768, "auto")
+    assert auto.estimated_tokens == high.estimated_tokens == estimate_image_tokens(1024, 768, "auto")
     assert low.estimated_tokens == estimate_image_tokens(512, 384, "low")
-    for prepared in (auto, low):
+    for prepared in (auto, low, high):
         ideal = source.resize((prepared.width, prepared.height), Image.Resampling.LANCZOS)
         assert max(ImageStat.Stat(ImageChops.difference(decoded(prepared), ideal)).mean) < 2
     # The offline engine reads every pixel itself: it gets the detail's size, never a shortcut under it.
@@ -376,28 +375,21 @@ def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_
     assert (engine.width, engine.height) == (1024, 768)
 
 
-def test_auto_box_reduces_a_png_before_the_filter_and_high_does_not(monkeypatch):
-    """PNG has no reduced decode: at "auto" a 3.9x shrink is box-reduced 2x first
-    (shared.imaging.resampling.REDUCING_GAP), close to the full-size filter; "high" (text and tables) still
-    filters from full size, pixel for pixel."""
-    factors: list[tuple[int, int]] = []
-    real_reduce = Image.Image.reduce
-
-    def reduce(self, factor, box=None):
-        factors.append(factor)
-        return real_reduce(self, factor, box)
-
-    monkeypatch.setattr(Image.Image, "reduce", reduce)
+@pytest.mark.parametrize("detail", ["low", "auto", "high"])
+def test_a_png_is_filtered_from_full_size_at_every_detail(monkeypatch, detail):
+    """PNG has no reduced decode: every detail runs LANCZOS (fast_image_resize's) from the full image, no
+    box pre-reduction, no other filter; "low" and "auto" encoded as before, "high" at the view's encoding."""
+    reduced: list[object] = []
+    monkeypatch.setattr(Image.Image, "reduce", lambda self, *args, **kwargs: reduced.append(args))
     source = Image.radial_gradient("L").resize((4000, 3000)).convert("RGB")
-    data = encode(source, "PNG")
-    auto = prepare_image(data, "auto")
-    assert factors == [(2, 2)] and (auto.width, auto.height) == (1024, 768)
-    full = source.resize((1024, 768), Image.Resampling.HAMMING)
-    assert max(ImageStat.Stat(ImageChops.difference(decoded(auto), full)).mean) < 2
-    high = prepare_image(data, "high")
-    assert factors == [(2, 2)]  # no reduce at "high"
-    expected = source.resize((1024, 768), Image.Resampling.LANCZOS)
-    assert high.data == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY, subsampling=HIGH_VIEW_SUBSAMPLING)
+    prepared = prepare_image(encode(source, "PNG"), detail)
+    assert reduced == []
+    view = (prepared.width, prepared.height)
+    assert view == {"low": (512, 384), "auto": (1024, 768), "high": (1024, 768)}[detail]
+    quality, subsampling = view_encoding(detail, detail == "high", DEFAULT_JPEG_QUALITY)
+    expected = resampling.resize(source, view, Image.Resampling.LANCZOS)
+    optimize = detail != "high"  # sent at the naive image's size: Huffman tables fitted, as the naive path does
+    assert prepared.data == encode(expected, "JPEG", quality=quality, subsampling=subsampling, optimize=optimize)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (14, 25), (1, 5000), (5000, 1), (2, 3000)])
