@@ -62,6 +62,14 @@ BASELINE_MAX_SIDE = {"low": 512, "high": 2048, "auto": 1024}
 DETAILS = ("low", "auto", "high")
 PHOTO_SOURCES = ("astronaut.png", "coffee.png", "hubble_deep_field.jpg", "chelsea.png")
 PHOTO_SIZE = (4000, 3000)
+#: Other shapes, each a different shrink of the naive image by the service at "high" (2048 px long side, then
+#: the short side to 768): 1.25x (sent at the naive size), 1.5x, 1.78x, 2.67x.
+SHAPES = {
+    "7.5 MP 2.13:1": (4000, 1875),
+    "9 MP 16:9": (4000, 2250),
+    "10.7 MP 3:2": (4000, 2667),
+    "9 MP 1:1": (3000, 3000),
+}
 GRAIN_SIGMA = 10  # sensor-like noise: ~4.5 MB per 12 MP JPEG, like a phone camera's
 MODEL = "gpt-4o"
 
@@ -109,6 +117,14 @@ def build_inputs() -> dict[str, list[Path]]:
         kinds["12 MP JPEG"].append(jpeg)
         kinds["12 MP JPEG + grain"].append(grainy)
         kinds["12 MP PNG"].append(png)
+    for shape, size in SHAPES.items():
+        kind = kinds.setdefault(f"{shape} JPEG", [])
+        for name in PHOTO_SOURCES[:2]:
+            path = DATA / f"{Path(name).stem}_{size[0]}x{size[1]}.jpg"
+            if not path.exists():
+                with Image.open(CORPUS / name) as src:
+                    ImageOps.fit(src.convert("RGB"), size, Image.Resampling.LANCZOS).save(path, "JPEG", quality=90)
+            kind.append(path)
     page = DATA / "text_page_12mp.jpg"
     if not page.exists():
         text_page().save(page, "JPEG", quality=90)
@@ -256,9 +272,9 @@ def main() -> None:
         help="decode and shrink JPEGs as RGB instead of by YCbCr planes (shared.imaging.resampling), to compare",
     )
     parser.add_argument(
-        "--high-view-subsampling",
+        "--view-subsampling",
         choices=("4:2:0", "4:4:4"),
-        help="chroma subsampling of an image sent at the service's view at high (default: imaging's, 4:4:4)",
+        help="chroma subsampling of an image sent at the service's view (default 4:4:4)",
     )
     parser.add_argument("--probe", nargs=3, metavar=("PIPELINE", "PATH", "DETAIL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -269,15 +285,19 @@ def main() -> None:
     inputs = {kind: paths for kind, paths in build_inputs().items() if (args.only or "") in kind}
     if args.resample:
         resampling.FILTER = Image.Resampling[args.resample]
-    if args.high_view_subsampling:
-        imaging.HIGH_VIEW_SUBSAMPLING = args.high_view_subsampling
+    if args.view_subsampling:
+        imaging.VIEW_ENCODING = tuple(
+            (below, quality, args.view_subsampling if quality else subsampling)
+            for below, quality, subsampling in imaging.VIEW_ENCODING
+        )
     if args.rgb_jpeg:
         imaging.decodes_as_ycbcr = lambda image: False  # every JPEG decoded and shrunk as RGB
     print(
         f"Python {platform.python_version()}, Pillow {Image.__version__}, {platform.machine()}, "
         f"repeat={args.repeat}, filter {args.resample or 'LANCZOS (fast_image_resize)'}, "
         f"JPEGs {'as RGB' if args.rgb_jpeg else 'by planes'}, "
-        f"high view {imaging.HIGH_VIEW_SUBSAMPLING} q{imaging.HIGH_VIEW_MIN_QUALITY}\n"
+        f"the view {args.view_subsampling or '4:4:4'} at quality {imaging.VIEW_ENCODING[1][1]}-"
+        f"{imaging.VIEW_ENCODING[-1][1]} by the service's shrink\n"
     )
     header = ["input", "detail", "ours ms", "baseline ms", "speed-up", "tokens ours / base", "KB ours / base"]
     header.append("PSNR dB of the service's view, ours / base")

@@ -18,8 +18,9 @@ from shared.imaging import (
     DEFAULT_JPEG_QUALITY,
     DETAIL_MAX_SIDE,
     DRAFT_TOLERANCE,
-    HIGH_VIEW_MIN_QUALITY,
-    HIGH_VIEW_SUBSAMPLING,
+    HIGH_DRAFT_HEADROOM,
+    VIEW_ENCODING,
+    VIEW_MIN_SHRINK,
     PreparedImage,
     image_size,
     prepare_image,
@@ -53,10 +54,15 @@ def naive_size(width: int, height: int, detail: str) -> tuple[int, int]:
 def assert_sends_the_service_view(prepared: PreparedImage, width: int, height: int, detail: str,
                                   model: str = "gpt-4o") -> None:
     """What is sent is what the service will look at: its own shrink of the naive size, or a reduced JPEG
-    decode a few percent under that view; never more tokens than the naive size would bill."""
+    decode a few percent under that view, or the naive size itself where the service would shrink it less
+    than VIEW_MIN_SHRINK; never more tokens than the naive size would bill."""
     naive = naive_size(width, height, detail)
     view = service_view(*naive, detail, model)
     assert prepared.estimated_tokens <= estimate_image_tokens(*naive, detail, model)
+    if view != naive and max(naive) < VIEW_MIN_SHRINK * max(view):  # a small service shrink is kept: naive size sent
+        assert (prepared.width, prepared.height) == naive
+        assert prepared.service_size == view
+        view = naive
     if (prepared.width, prepared.height) != view:
         assert prepared.format == "JPEG"
         for sent, seen in zip((prepared.width, prepared.height), view, strict=True):
@@ -339,9 +345,72 @@ def test_high_detail_pixels_match_a_full_decode_lanczos_resize_to_the_view():
     assert view == (1152, 768)  # 3000x2000 -> 2048x1365 (fit) -> 1152x768 (short side 768)
     expected = resampling.resize(source, view, Image.Resampling.LANCZOS)  # fast_image_resize's LANCZOS
     sent = prepare_image(encode(source, "PNG"), "high").data
-    assert sent == encode(expected, "JPEG", quality=HIGH_VIEW_MIN_QUALITY, subsampling=HIGH_VIEW_SUBSAMPLING)
+    quality, subsampling = view_encoding("high", 2048 / 1152, DEFAULT_JPEG_QUALITY)
+    assert (quality, subsampling) == (93, "4:4:4")  # the service would have shrunk the naive image 1.78x
+    assert sent == encode(expected, "JPEG", quality=quality, subsampling=subsampling)
     pillow = source.resize(view, Image.Resampling.LANCZOS)
     assert ImageChops.difference(expected, pillow).getextrema() <= ((0, 2),) * 3  # Pillow's, to 2 levels
+
+
+@pytest.mark.parametrize(("detail", "view"), [("low", (512, 288)), ("auto", (1024, 576))])
+def test_a_reduced_decode_with_a_partial_last_row_is_filtered_not_sent(detail, view):
+    """4000 x 2250 at 1/8 is 500 x 281.25: sent as it is, its last row would be part padding and the image
+    stretched. Such a decode is not sent as it is but filtered to the exact view, a few percent up."""
+    source = Image.radial_gradient("L").resize((4000, 2250)).convert("RGB")
+    prepared = prepare_image(encode(source, "JPEG", quality=95), detail)
+    assert (prepared.width, prepared.height) == view == service_view(*naive_size(4000, 2250, detail), detail)
+    ideal = source.resize(view, Image.Resampling.LANCZOS)
+    assert max(ImageStat.Stat(ImageChops.difference(decoded(prepared), ideal)).mean) < 1
+
+
+def test_the_high_view_is_quantised_finer_the_more_the_service_would_have_shrunk():
+    """The service's shrink of the naive image averages its JPEG noise away: the larger it would have been,
+    the finer the view we send instead is quantised (VIEW_ENCODING), with full chroma, at any detail (at
+    "auto" a square photo's view is 1.33x under its naive 1024 x 1024)."""
+    assert view_encoding("high", 1.0, 85) == (85, "4:2:0")  # the naive size itself
+    qualities = [view_encoding("high", ratio, 85)[0] for ratio in (1.3, 1.5, 1.6, 1.8, 2.0, 2.1, 2.3, 2.7, 4.0)]
+    assert qualities == sorted(qualities) and (qualities[0], qualities[-1]) == (87, 97)
+    assert {view_encoding("high", ratio, 85)[1] for ratio in (1.3, 2.0, 4.0)} == {"4:4:4"}
+    assert view_encoding("high", 1.5, 92) == (92, "4:4:4")  # the caller's quality is a floor
+    assert view_encoding("auto", 1.33, 85) == view_encoding("high", 1.33, 85)  # by the shrink, whatever the detail
+    assert VIEW_ENCODING[0][0] == VIEW_MIN_SHRINK
+
+
+def test_a_small_service_shrink_sends_the_naive_size():
+    """4000 x 1875 at "high": the naive 2048 x 960 would be shrunk only 1.25x by the service (to 1638 x 768),
+    under VIEW_MIN_SHRINK: it is sent at that size, encoded as the naive image is, at the view's bill. At
+    1365 x 1024 (1.33x) the view itself is sent."""
+    source = Image.radial_gradient("L").resize((4000, 1875)).convert("RGB")
+    prepared = prepare_image(encode(source, "JPEG", quality=95), "high")
+    assert (prepared.width, prepared.height) == (2048, 960)
+    assert prepared.service_size == service_view(2048, 960, "high") == (1638, 768)
+    assert prepared.estimated_tokens == estimate_image_tokens(1638, 768, "high")
+    assert decoded(prepared).layer[0][1:3] == (2, 2)  # 4:2:0, as the naive image
+    ideal = source.resize((2048, 960), Image.Resampling.LANCZOS)
+    assert max(ImageStat.Stat(ImageChops.difference(decoded(prepared), ideal)).mean) < 2
+    shown = prepare_image(encode(source.resize((1365, 1024)), "PNG"), "high")
+    assert (shown.width, shown.height) == service_view(1365, 1024, "high") == (1023, 768)
+
+
+def test_high_never_decodes_below_the_headroom_over_the_view(monkeypatch):
+    """libjpeg's DCT scaling is a blocky shrink for text: at "high" LANCZOS always does the last 1.4x or more.
+    4000 x 3200 -> view 960 x 768: decoded at 1/2 (2000 x 1600), not at 1/4 (1000 x 800, just over it)."""
+    from PIL import JpegImagePlugin
+
+    decodes: list[tuple[int, int]] = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def draft(self, mode, size):
+        result = real_draft(self, mode, size)
+        decodes.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
+    source = Image.radial_gradient("L").resize((4000, 3200)).convert("RGB")
+    prepared = prepare_image(encode(source, "JPEG", quality=95), "high")
+    assert (prepared.width, prepared.height) == (960, 768)
+    assert decodes == [(2000, 1600)]
+    assert min(side / sent for side, sent in zip(decodes[0], (960, 768), strict=True)) >= HIGH_DRAFT_HEADROOM
 
 
 def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_not(monkeypatch):
@@ -386,7 +455,7 @@ def test_a_png_is_filtered_from_full_size_at_every_detail(monkeypatch, detail):
     assert reduced == []
     view = (prepared.width, prepared.height)
     assert view == {"low": (512, 384), "auto": (1024, 768), "high": (1024, 768)}[detail]
-    quality, subsampling = view_encoding(detail, detail == "high", DEFAULT_JPEG_QUALITY)
+    quality, subsampling = view_encoding(detail, 2.0 if detail == "high" else 1.0, DEFAULT_JPEG_QUALITY)
     expected = resampling.resize(source, view, Image.Resampling.LANCZOS)
     optimize = detail != "high"  # sent at the naive image's size: Huffman tables fitted, as the naive path does
     assert prepared.data == encode(expected, "JPEG", quality=quality, subsampling=subsampling, optimize=optimize)

@@ -17,9 +17,10 @@ from shared.imaging.prepare import (
     DETAIL_MAX_SIDE,
     DRAFT_TOLERANCE,
     HIGH_DETAIL_ABOVE,
-    HIGH_VIEW_MIN_QUALITY,
-    HIGH_VIEW_SUBSAMPLING,
+    HIGH_DRAFT_HEADROOM,
     LOW_DETAIL_BELOW,
+    VIEW_ENCODING,
+    VIEW_MIN_SHRINK,
     PreparedImage,
     image_size,
     prepare_image,
@@ -31,6 +32,6 @@ from shared.imaging.prepare import (
 
 __all__ = [
     "DEFAULT_JPEG_QUALITY", "DEFAULT_MAX_PIXELS", "DETAIL_MAX_SIDE", "DRAFT_TOLERANCE", "HIGH_DETAIL_ABOVE",
-    "HIGH_VIEW_MIN_QUALITY", "HIGH_VIEW_SUBSAMPLING", "LOW_DETAIL_BELOW", "PreparedImage", "image_size",
-    "prepare_image", "select_detail_level", "target_size", "to_rgb", "view_encoding",
+    "HIGH_DRAFT_HEADROOM", "LOW_DETAIL_BELOW", "VIEW_ENCODING", "VIEW_MIN_SHRINK", "PreparedImage",
+    "image_size", "prepare_image", "select_detail_level", "target_size", "to_rgb", "view_encoding",
 ]

@@ -69,13 +69,35 @@ HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying 
 #: same as HAMMING's 1024 x 768), so "low" and "auto" take it; "high" (OCR, tables) never does: there
 #: LANCZOS keeps text at 40 dB. Figures: benchmarks/README.md.
 DRAFT_TOLERANCE = {"low": 0.05, "auto": 0.05, "high": 0.0}
-#: How an image sent at the service's view at ``high`` is encoded (see :func:`prepare_image`): full-size
-#: chroma and at least this quality. The naive image, 2x the view, is shrunk by the service, which
-#: averages its JPEG noise away and gives the model full-resolution chroma; at the view itself we must
-#: do both. 4:4:4 at quality 94 lands at or above the naive image's view on photos (39.2 against 38.8 dB,
-#: worst of four) in 18% fewer bytes; a text page stays 3.5 dB under, in half (benchmarks/README.md).
-HIGH_VIEW_MIN_QUALITY = 94
-HIGH_VIEW_SUBSAMPLING = "4:4:4"
+#: At ``high`` the reduced decode is at least this much larger than the size sent, so LANCZOS does the last
+#: 1.4x or more of the shrink. libjpeg's DCT scaling keeps each 8 x 8 block's low frequencies: a fine shrink
+#: for photos, a blocky one for glyph edges, which only a real filter over a good part of the ratio smooths
+#: out. A 4000 x 3200 text page at 1/4 (1000 x 800 for a 960 x 768 view) scored 27 dB against the naive
+#: image's 41.6; at 1/2, 39.6 (benchmarks/README.md).
+HIGH_DRAFT_HEADROOM = 1.4
+#: Below this, the naive size is sent rather than the service's view: when the service would shrink the
+#: naive image by less than 1.3x, its shrink (which averages the JPEG's noise away and restores chroma)
+#: is worth more than the under 40% of the pixels the view saves. Measured on photos from 1.07x to 1.25x:
+#: no encoding of the view was both smaller than the naive image and as good after the service's shrink
+#: (benchmarks/README.md). Sent at the naive size, ours is the naive image, only faster to make.
+VIEW_MIN_SHRINK = 1.3
+#: How the view is encoded, by how much the service would have shrunk the naive image (its long
+#: side over the view's): ``(shrink below, quality, subsampling)``, quality None for the caller's. The larger
+#: that shrink, the more of the naive JPEG's noise the service averages away and the more chroma it
+#: restores; sent at the view, ours has to carry both itself, so it is quantised the finer the larger the
+#: shrink, with full-size chroma, but never so finely that it outweighs the naive image, which has the
+#: shrink squared as many pixels. Measured on photos at each step, from 16:9 to 1:1 (benchmarks/README.md):
+#: at or above the naive image's view, in 5-20% fewer bytes.
+VIEW_ENCODING: tuple[tuple[float, int | None, str], ...] = (
+    (VIEW_MIN_SHRINK, None, "4:2:0"),
+    (1.55, 87, "4:4:4"),
+    (1.7, 89, "4:4:4"),
+    (1.95, 93, "4:4:4"),
+    (2.05, 94, "4:4:4"),
+    (2.2, 95, "4:4:4"),
+    (2.35, 96, "4:4:4"),
+    (math.inf, 97, "4:4:4"),
+)
 
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSE = {
@@ -212,8 +234,10 @@ def prepare_image(
         naive_w, naive_h = target_size(width, height, DETAIL_MAX_SIDE[detail])
         out_w, out_h = (service_view(naive_w, naive_h, detail, model, model_overrides) if to_service_view
                         else (naive_w, naive_h))
+        if max(naive_w, naive_h) < VIEW_MIN_SHRINK * max(out_w, out_h):
+            out_w, out_h = naive_w, naive_h  # the service's small shrink is worth more than the pixels it saves
         billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
-        quality, subsampling = view_encoding(detail, (out_w, out_h) != (naive_w, naive_h), jpeg_quality)
+        quality, subsampling = view_encoding(detail, max(naive_w, naive_h) / max(out_w, out_h), jpeg_quality)
         # Work in stored orientation until the end: rotating the small result is cheaper.
         swaps = orientation in _SWAPS_SIDES
         stored = (out_h, out_w) if swaps else (out_w, out_h)
@@ -224,7 +248,8 @@ def prepare_image(
                 # may be sent as it is, if it bills the same: no full decode and no resize at all.
                 # Only for a model: the offline engine reads every pixel itself and gets the detail's size.
                 tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
-                smallest = tuple(max(1, math.ceil(side * (1 - tolerance))) for side in stored)
+                least = HIGH_DRAFT_HEADROOM if detail == "high" else 1 - tolerance
+                smallest = tuple(max(1, math.ceil(side * least)) for side in stored)
                 # Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded
                 # with no colour conversion either way (shared.imaging.resampling).
                 drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", smallest)
@@ -235,7 +260,11 @@ def prepare_image(
         if frame.size != stored:
             shown = (frame.height, frame.width) if swaps else frame.size
             fits = frame.width <= stored[0] and frame.height <= stored[1]
-            if fits and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
+            # A decode whose size was rounded up (4000 x 2250 at 1/8: 500 x 281.25) has a part-padding last row
+            # or column: sent as it is, the image would be stretched (28.7 dB against 34.4 filtered). Such a
+            # decode is filtered to the exact view instead, a few percent up.
+            whole = box is None or tuple(box) == (0, 0, *frame.size)
+            if fits and whole and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
                 out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
             else:
                 frame = shrink(frame, stored, box, subsampling=subsampling)
@@ -264,15 +293,19 @@ def prepare_image(
     )
 
 
-def view_encoding(detail: str, shrunk_to_view: bool, jpeg_quality: int) -> tuple[int, str]:
+def view_encoding(detail: str, service_shrink: float, jpeg_quality: int) -> tuple[int, str]:
     """JPEG quality and chroma subsampling for an image we send (pages of documents too).
 
-    Sent at the service's view at ``high`` instead of the detail's size, an image has no service shrink
-    left to average its JPEG noise away and restore full chroma, so it is encoded finer (``HIGH_VIEW_*``).
+    ``service_shrink`` is how much the service would have shrunk the naive image (1 when what we send is
+    the naive size). Sent at the service's view instead (mostly at ``high``; at ``auto`` for images near
+    square), an image has no service shrink left to average its JPEG noise away and restore its chroma, so
+    it is encoded finer (``VIEW_ENCODING``). ``detail`` does not enter into it. The caller's
+    ``jpeg_quality`` is a floor.
     """
-    if detail == "high" and shrunk_to_view:
-        return max(jpeg_quality, HIGH_VIEW_MIN_QUALITY), HIGH_VIEW_SUBSAMPLING
-    return jpeg_quality, "4:2:0"
+    for below, quality, subsampling in VIEW_ENCODING:
+        if service_shrink < below:
+            return max(jpeg_quality, quality or jpeg_quality), subsampling
+    return jpeg_quality, "4:2:0"  # not reached: the last step has no upper bound
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
