@@ -73,7 +73,7 @@ def _prepared_with(data: bytes, quality: int, subsampling: str) -> bytes:
     """``prepare_image`` at ``high`` sending the view itself, encoded with this quality and subsampling."""
     saved = imaging.VIEW_MIN_SHRINK, imaging.view_encoding
     imaging.VIEW_MIN_SHRINK = 1.0  # always the view, even where the naive size would be sent
-    imaging.view_encoding = lambda detail, shrink, jpeg_quality: (quality, subsampling)
+    imaging.view_encoding = lambda shrink, jpeg_quality: (quality, subsampling)
     try:
         return imaging.prepare_image(data, "high", model=MODEL).data
     finally:

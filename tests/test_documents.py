@@ -231,7 +231,7 @@ def test_pages_drawn_at_the_high_view_are_encoded_like_images_at_it(invoice_pdf,
     page = prepare_pages(invoice_pdf, inspect(invoice_pdf, "1"), detail, model="gpt-4o", jpeg_quality=85,
                          to_service_view=to_service_view)[0]
     naive_long = {"high": 2048, "low": 512}[detail]  # an A4 page drawn at the detail's size, long side
-    quality, _ = view_encoding(detail, naive_long / max(page.image.width, page.image.height), 85)
+    quality, _ = view_encoding(naive_long / max(page.image.width, page.image.height), 85)
     def dc_step(quality: int) -> int:  # libjpeg's standard luma table (DC 16) scaled by the quality
         scale = 5000 // quality if quality < 50 else 200 - 2 * quality
         return max(1, (16 * scale + 50) // 100)

@@ -345,7 +345,7 @@ def test_high_detail_pixels_match_a_full_decode_lanczos_resize_to_the_view():
     assert view == (1152, 768)  # 3000x2000 -> 2048x1365 (fit) -> 1152x768 (short side 768)
     expected = resampling.resize(source, view, Image.Resampling.LANCZOS)  # fast_image_resize's LANCZOS
     sent = prepare_image(encode(source, "PNG"), "high").data
-    quality, subsampling = view_encoding("high", 2048 / 1152, DEFAULT_JPEG_QUALITY)
+    quality, subsampling = view_encoding(2048 / 1152, DEFAULT_JPEG_QUALITY)
     assert (quality, subsampling) == (93, "4:4:4")  # the service would have shrunk the naive image 1.78x
     assert sent == encode(expected, "JPEG", quality=quality, subsampling=subsampling)
     pillow = source.resize(view, Image.Resampling.LANCZOS)
@@ -367,12 +367,11 @@ def test_the_high_view_is_quantised_finer_the_more_the_service_would_have_shrunk
     """The service's shrink of the naive image averages its JPEG noise away: the larger it would have been,
     the finer the view we send instead is quantised (VIEW_ENCODING), with full chroma, at any detail (at
     "auto" a square photo's view is 1.33x under its naive 1024 x 1024)."""
-    assert view_encoding("high", 1.0, 85) == (85, "4:2:0")  # the naive size itself
-    qualities = [view_encoding("high", ratio, 85)[0] for ratio in (1.3, 1.5, 1.6, 1.8, 2.0, 2.1, 2.3, 2.7, 4.0)]
+    assert view_encoding(1.0, 85) == view_encoding(1.29, 85) == (85, "4:2:0")  # the naive size itself
+    qualities = [view_encoding(ratio, 85)[0] for ratio in (1.3, 1.5, 1.6, 1.8, 2.0, 2.1, 2.3, 2.7, 4.0)]
     assert qualities == sorted(qualities) and (qualities[0], qualities[-1]) == (87, 97)
-    assert {view_encoding("high", ratio, 85)[1] for ratio in (1.3, 2.0, 4.0)} == {"4:4:4"}
-    assert view_encoding("high", 1.5, 92) == (92, "4:4:4")  # the caller's quality is a floor
-    assert view_encoding("auto", 1.33, 85) == view_encoding("high", 1.33, 85)  # by the shrink, whatever the detail
+    assert {view_encoding(ratio, 85)[1] for ratio in (1.3, 2.0, 4.0)} == {"4:4:4"}
+    assert view_encoding(1.5, 92) == (92, "4:4:4")  # the caller's quality is a floor
     assert VIEW_ENCODING[0][0] == VIEW_MIN_SHRINK
 
 
@@ -455,7 +454,7 @@ def test_a_png_is_filtered_from_full_size_at_every_detail(monkeypatch, detail):
     assert reduced == []
     view = (prepared.width, prepared.height)
     assert view == {"low": (512, 384), "auto": (1024, 768), "high": (1024, 768)}[detail]
-    quality, subsampling = view_encoding(detail, 2.0 if detail == "high" else 1.0, DEFAULT_JPEG_QUALITY)
+    quality, subsampling = view_encoding(2.0 if detail == "high" else 1.0, DEFAULT_JPEG_QUALITY)
     expected = resampling.resize(source, view, Image.Resampling.LANCZOS)
     optimize = detail != "high"  # sent at the naive image's size: Huffman tables fitted, as the naive path does
     assert prepared.data == encode(expected, "JPEG", quality=quality, subsampling=subsampling, optimize=optimize)
