@@ -192,12 +192,17 @@ class Analyzer:
         def key(deployment: str, engine: str) -> str:
             return cache_key(data, **self._key_fields(options, deployment, engine, extra))
 
-        primary = self.settings.deployment_name or ""
+        primary, engine = self._primary
         if streamed is None:
-            return AnswerKey(key(primary, self.provider.model), primary, key)
+            return AnswerKey(key(primary, engine), primary, key)
         if streamed.options != options or streamed.received != len(data):
             raise ValueError("the streamed key was hashed for other options or other bytes")
         return AnswerKey(str(streamed.hasher.hexdigest()), primary, key)
+
+    @property
+    def _primary(self) -> tuple[str, str]:
+        """The deployment and engine answers are keyed under first: one place for whole and streamed keys."""
+        return self.settings.deployment_name or "", self.provider.model
 
     def _key_fields(self, options: AnalysisOptions, deployment: str, engine: str, extra: dict[str, str]
                     ) -> dict[str, Any]:
@@ -212,8 +217,7 @@ class Analyzer:
         Raises :class:`InvalidParameter` as :meth:`analyze` would (the options are validated here).
         """
         options = validate_options(options, self.settings)
-        fields = self._key_fields(options, self.settings.deployment_name or "", self.provider.model,
-                                  _analysis_extra(options))
+        fields = self._key_fields(options, *self._primary, _analysis_extra(options))
         return StreamedKey(options, cache_key_hasher(**fields))
 
     async def make_key(self, data: bytes, options: AnalysisOptions, *, streamed: StreamedKey | None = None,
