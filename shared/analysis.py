@@ -38,6 +38,7 @@ from shared.errors import (
 )
 from shared.imaging import PreparedImage, image_size, prepare_image, select_detail_level
 from shared.providers.base import Completion, Provider, Usage, VisionRequest
+from shared.tasks import TEXT_TASKS
 from shared.telemetry import answer_served
 from shared.tokens import estimate_cost, get_model_spec, load_model_overrides
 
@@ -281,12 +282,15 @@ class Analyzer:
             task.exception()  # retrieved: callers re-raise it; with no caller left, asyncio must not log it
 
     async def prepare(self, data: bytes, detail: str | None, task: str | None, *,
-                      provider: Provider | None = None, model: str | None = None) -> PreparedImage:
+                      provider: Provider | None = None, model: str | None = None,
+                      reads_text: bool | None = None) -> PreparedImage:
         """Sniff, check and prepare one image off the event loop; detail chosen from task and size if None.
 
         A provider that bills nothing (the local engine) may ask for its own detail and JPEG quality.
-        ``model`` changes only the token estimate (default: the model the settings name).
+        ``model`` changes only the token estimate (default: the model the settings name). ``reads_text``
+        (default: whether ``task`` reads text) keeps glyph edges sharp at some CPU cost (prepare_image).
         """
+        reads_text = task in TEXT_TASKS if reads_text is None else reads_text
         provider = provider or self.provider
         detail = provider.preferred_detail or detail
         quality = provider.preferred_jpeg_quality or self.settings.jpeg_quality
@@ -299,7 +303,7 @@ class Analyzer:
             return prepare_image(data, chosen, model=model or self.settings.estimation_model,
                                  max_pixels=self.settings.max_image_pixels, jpeg_quality=quality,
                                  model_overrides=self.model_overrides,
-                                 to_service_view=provider.shrinks_to_service_view)
+                                 to_service_view=provider.shrinks_to_service_view, reads_text=reads_text)
 
         return await asyncio.to_thread(work)
 

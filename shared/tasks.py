@@ -26,6 +26,8 @@ TASKS = (
 #: Reading text and tables needs the high-resolution tiles; labelling or summarising does not.
 HIGH_DETAIL_TASKS = frozenset({"ocr", "table_extraction", "detailed_analysis"})
 LOW_DETAIL_TASKS = frozenset({"classification", "object_detection", "quick_summary"})
+#: Tasks that read text: their images are decoded in full at "high" (shared.imaging.HIGH_DRAFT_HEADROOM).
+TEXT_TASKS = frozenset({"ocr", "table_extraction"})
 
 #: Structured extraction kinds (``/api/extract/...``, ``extract`` in the CLI and the blob flow).
 EXTRACTION_KINDS = ("invoice", "table", "schema")

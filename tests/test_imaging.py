@@ -363,6 +363,50 @@ def test_a_reduced_decode_with_a_partial_last_row_is_filtered_not_sent(detail, v
     assert max(ImageStat.Stat(ImageChops.difference(decoded(prepared), ideal)).mean) < 1
 
 
+def test_reading_text_at_high_decodes_a_jpeg_in_full(monkeypatch):
+    """The 1/2-scale DCT decode is blocky on glyph edges: a caller that will read text gets a full decode at
+    "high" (the same view and bill), and nothing changes at "low" and "auto"."""
+    from PIL import JpegImagePlugin
+
+    decodes: list[tuple[int, int]] = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def draft(self, mode, size):
+        result = real_draft(self, mode, size)
+        decodes.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
+    data = encode(Image.radial_gradient("L").resize((4000, 3000)).convert("RGB"), "JPEG", quality=95)
+    photo, text = prepare_image(data, "high"), prepare_image(data, "high", reads_text=True)
+    assert decodes == [(2000, 1500), (4000, 3000)]
+    assert (photo.width, photo.height, photo.estimated_tokens) == (text.width, text.height, text.estimated_tokens)
+    assert prepare_image(data, "auto", reads_text=True).data == prepare_image(data, "auto").data
+
+
+async def test_text_tasks_and_extraction_prepare_for_reading_text(monkeypatch, make_analyzer, make_settings):
+    from shared import analysis
+    from shared.extraction import extract
+
+    asked: list[bool] = []
+    real = analysis.prepare_image
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs["reads_text"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(analysis, "prepare_image", spy)
+    analyzer = make_analyzer(make_settings())
+    data = encode(Image.new("RGB", (64, 48), "white"), "PNG")
+    for task in ("ocr", "table_extraction", "detailed_analysis", None):
+        await analyzer.prepare(data, "high", task)
+    assert asked == [True, True, False, False]
+    asked.clear()
+    with contextlib.suppress(VisionError):
+        await extract(analyzer, data, "invoice", detail="high")
+    assert asked == [True]
+
+
 def test_the_high_view_is_quantised_finer_the_more_the_service_would_have_shrunk():
     """The service's shrink of the naive image averages its JPEG noise away: the larger it would have been,
     the finer the view we send instead is quantised (VIEW_ENCODING), with full chroma, at any detail (at

@@ -240,7 +240,7 @@ async def extract(
         selection = check_pages_parameter(options.pages, document_kind)
         document = None
         if document_kind is None:
-            prepared = await analyzer.prepare(data, options.detail, None)
+            prepared = await analyzer.prepare(data, options.detail, None, reads_text=True)
             request = VisionRequest(prompt=options.prompt, images=(prepared,), max_tokens=options.max_tokens,
                                     system_prompt=SYSTEM_PROMPT, response_format=target.response_format, task=kind)
         else:

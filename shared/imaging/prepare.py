@@ -74,7 +74,10 @@ DRAFT_TOLERANCE = {"low": 0.05, "auto": 0.05, "high": 0.0}
 #: 1.4x or more of the shrink. libjpeg's DCT scaling keeps each 8 x 8 block's low frequencies: a fine shrink
 #: for photos, a blocky one for glyph edges, which only a real filter over a good part of the ratio smooths
 #: out. A 4000 x 3200 text page at 1/4 (1000 x 800 for a 960 x 768 view) scored 27 dB against the naive
-#: image's 41.6; at 1/2, 39.6 (benchmarks/README.md).
+#: image's 41.6; at 1/2, 39.6 (benchmarks/README.md). Text still loses at 1/2: a 12 MP text page's view is
+#: 38.3 dB against the naive image's 40.5, and 41.0 from a full decode, in half its bytes. So a caller that
+#: will read text (``reads_text``: OCR, tables, extraction) gets the full decode, at about half the speed;
+#: photos keep the 1/2 decode, within 0.1 dB of the full one.
 HIGH_DRAFT_HEADROOM = 1.4
 #: Below this, the naive size is sent rather than the service's view: when the service would shrink the
 #: naive image by less than 1.3x, its shrink (which averages the JPEG's noise away and restores chroma)
@@ -207,12 +210,15 @@ def prepare_image(
     jpeg_quality: int = DEFAULT_JPEG_QUALITY,
     model_overrides: Mapping[str, ModelSpec] | None = None,
     to_service_view: bool = True,
+    reads_text: bool = False,
 ) -> PreparedImage:
     """Check, decode, orient, shrink and re-encode one image for the model.
 
     The size sent is the detail's size (``DETAIL_MAX_SIDE``) shrunk further to what the model service
     will itself look at (:func:`shared.tokens.service_view`), unless ``to_service_view`` is False (the
     offline engine reads the image itself, and its OCR is better for every pixel it gets).
+    ``reads_text`` (OCR, tables, extraction) makes a JPEG at ``high`` decode in full: see
+    ``HIGH_DRAFT_HEADROOM``.
 
     Raises ``UnsupportedImage`` (not an accepted format), ``ImageTooLarge``
     (over ``max_pixels``), ``ImageDecodeError`` (recognised but unreadable) and
@@ -249,7 +255,9 @@ def prepare_image(
                 # may be sent as it is, if it bills the same: no full decode and no resize at all.
                 # Only for a model: the offline engine reads every pixel itself and gets the detail's size.
                 tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
-                least = HIGH_DRAFT_HEADROOM if detail == "high" else 1 - tolerance
+                least = 1 - tolerance
+                if detail == "high":  # text is decoded in full: a request over the image's size is scale 1
+                    least = max(im.size) if reads_text else HIGH_DRAFT_HEADROOM
                 smallest = tuple(max(1, math.ceil(side * least)) for side in stored)
                 # Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded
                 # with no colour conversion either way (shared.imaging.resampling).
