@@ -364,8 +364,8 @@ def test_a_reduced_decode_with_a_partial_last_row_is_filtered_not_sent(detail, v
 
 
 def test_reading_text_at_high_decodes_a_jpeg_in_full(monkeypatch):
-    """The 1/2-scale DCT decode is blocky on glyph edges: a caller that will read text gets a full decode at
-    "high" (the same view and bill), and nothing changes at "low" and "auto"."""
+    """DCT-scaled decodes are blocky on glyph edges: a caller that will read text gets a full decode (the same
+    view and bill) at "high", and at "auto" the exact view filtered from it, not the 1/4 decode as it is."""
     from PIL import JpegImagePlugin
 
     decodes: list[tuple[int, int]] = []
@@ -381,7 +381,10 @@ def test_reading_text_at_high_decodes_a_jpeg_in_full(monkeypatch):
     photo, text = prepare_image(data, "high"), prepare_image(data, "high", reads_text=True)
     assert decodes == [(2000, 1500), (4000, 3000)]
     assert (photo.width, photo.height, photo.estimated_tokens) == (text.width, text.height, text.estimated_tokens)
-    assert prepare_image(data, "auto", reads_text=True).data == prepare_image(data, "auto").data
+    decodes.clear()
+    auto = prepare_image(data, "auto", reads_text=True)
+    assert decodes == [(4000, 3000)] and (auto.width, auto.height) == (1024, 768)
+    assert auto.estimated_tokens == prepare_image(data, "auto").estimated_tokens
 
 
 async def test_text_tasks_and_extraction_prepare_for_reading_text(monkeypatch, make_analyzer, make_settings):

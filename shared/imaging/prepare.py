@@ -217,8 +217,8 @@ def prepare_image(
     The size sent is the detail's size (``DETAIL_MAX_SIDE``) shrunk further to what the model service
     will itself look at (:func:`shared.tokens.service_view`), unless ``to_service_view`` is False (the
     offline engine reads the image itself, and its OCR is better for every pixel it gets).
-    ``reads_text`` (OCR, tables, extraction) makes a JPEG at ``high`` decode in full: see
-    ``HIGH_DRAFT_HEADROOM``.
+    ``reads_text`` (OCR, tables, extraction) makes a JPEG decode in full, with no DCT scaling, whatever the
+    detail: see ``HIGH_DRAFT_HEADROOM``.
 
     Raises ``UnsupportedImage`` (not an accepted format), ``ImageTooLarge``
     (over ``max_pixels``), ``ImageDecodeError`` (recognised but unreadable) and
@@ -255,9 +255,9 @@ def prepare_image(
                 # may be sent as it is, if it bills the same: no full decode and no resize at all.
                 # Only for a model: the offline engine reads every pixel itself and gets the detail's size.
                 tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
-                least = 1 - tolerance
-                if detail == "high":  # text is decoded in full: a request over the image's size is scale 1
-                    least = max(im.size) if reads_text else HIGH_DRAFT_HEADROOM
+                least = HIGH_DRAFT_HEADROOM if detail == "high" else 1 - tolerance
+                if reads_text:  # decoded in full at every detail: a request over the image's size is scale 1
+                    least = max(im.size)
                 smallest = tuple(max(1, math.ceil(side * least)) for side in stored)
                 # Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded
                 # with no colour conversion either way (shared.imaging.resampling).
