@@ -363,9 +363,9 @@ def test_a_reduced_decode_with_a_partial_last_row_is_filtered_not_sent(detail, v
     assert max(ImageStat.Stat(ImageChops.difference(decoded(prepared), ideal)).mean) < 1
 
 
-def test_reading_text_at_high_decodes_a_jpeg_in_full(monkeypatch):
-    """DCT-scaled decodes are blocky on glyph edges: a caller that will read text gets a full decode (the same
-    view and bill) at "high", and at "auto" the exact view filtered from it, not the 1/4 decode as it is."""
+@pytest.fixture
+def jpeg_decodes(monkeypatch) -> list[tuple[int, int]]:
+    """The size each JPEG is decoded at (after Image.draft picks its DCT scale), in order."""
     from PIL import JpegImagePlugin
 
     decodes: list[tuple[int, int]] = []
@@ -377,13 +377,19 @@ def test_reading_text_at_high_decodes_a_jpeg_in_full(monkeypatch):
         return result
 
     monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
+    return decodes
+
+
+def test_reading_text_at_high_decodes_a_jpeg_in_full(jpeg_decodes):
+    """DCT-scaled decodes are blocky on glyph edges: a caller that will read text gets a full decode (the same
+    view and bill) at "high", and at "auto" the exact view filtered from it, not the 1/4 decode as it is."""
     data = encode(Image.radial_gradient("L").resize((4000, 3000)).convert("RGB"), "JPEG", quality=95)
     photo, text = prepare_image(data, "high"), prepare_image(data, "high", reads_text=True)
-    assert decodes == [(2000, 1500), (4000, 3000)]
+    assert jpeg_decodes == [(2000, 1500), (4000, 3000)]
     assert (photo.width, photo.height, photo.estimated_tokens) == (text.width, text.height, text.estimated_tokens)
-    decodes.clear()
+    jpeg_decodes.clear()
     auto = prepare_image(data, "auto", reads_text=True)
-    assert decodes == [(4000, 3000)] and (auto.width, auto.height) == (1024, 768)
+    assert jpeg_decodes == [(4000, 3000)] and (auto.width, auto.height) == (1024, 768)
     assert auto.estimated_tokens == prepare_image(data, "auto").estimated_tokens
 
 
@@ -438,25 +444,14 @@ def test_a_small_service_shrink_sends_the_naive_size():
     assert (shown.width, shown.height) == service_view(1365, 1024, "high") == (1023, 768)
 
 
-def test_high_never_decodes_below_the_headroom_over_the_view(monkeypatch):
+def test_high_never_decodes_below_the_headroom_over_the_view(jpeg_decodes):
     """libjpeg's DCT scaling is a blocky shrink for text: at "high" LANCZOS always does the last 1.4x or more.
     4000 x 3200 -> view 960 x 768: decoded at 1/2 (2000 x 1600), not at 1/4 (1000 x 800, just over it)."""
-    from PIL import JpegImagePlugin
-
-    decodes: list[tuple[int, int]] = []
-    real_draft = JpegImagePlugin.JpegImageFile.draft
-
-    def draft(self, mode, size):
-        result = real_draft(self, mode, size)
-        decodes.append(self.size)
-        return result
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
     source = Image.radial_gradient("L").resize((4000, 3200)).convert("RGB")
     prepared = prepare_image(encode(source, "JPEG", quality=95), "high")
     assert (prepared.width, prepared.height) == (960, 768)
-    assert decodes == [(2000, 1600)]
-    assert min(side / sent for side, sent in zip(decodes[0], (960, 768), strict=True)) >= HIGH_DRAFT_HEADROOM
+    assert jpeg_decodes == [(2000, 1600)]
+    assert min(side / sent for side, sent in zip(jpeg_decodes[0], (960, 768), strict=True)) >= HIGH_DRAFT_HEADROOM
 
 
 def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_not(monkeypatch):
