@@ -15,8 +15,11 @@ Inputs are built once into ``benchmarks/.data/`` (gitignored): 4000x3000
 quality 90 and as PNG; the same JPEGs with Gaussian grain added (an upscale is
 unrealistically smooth, about 1 MB per JPEG; grain makes it a camera-like
 ~4.5 MB, and entropy decoding, which no downscaling trick avoids, grows with
-it); a 12 MP page of small text (what OCR requests send); and the corpus's
-own images.
+it); a 12 MP page of small text, as an OCR request sends it and with no text
+task; the real receipt scans of ``benchmarks/documents`` and four of its invoices
+rendered as 300 dpi scans (pages sent with no text task, which ``prepare_image``
+must tell from photos: the last column counts those it did); and the corpus's
+own images. ``--no-page-check`` sends pages as photos, to compare.
 
 Each image is run ``--repeat`` times with ours and the baseline interleaved;
 the table shows the mean over a kind's images of each image's median time.
@@ -47,6 +50,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pypdfium2 as pdfium
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, ImageStat
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +62,7 @@ from shared.tokens import estimate_image_tokens, service_view  # noqa: E402
 
 CORPUS = ROOT / "tests" / "fixtures" / "images"
 DATA = Path(__file__).resolve().parent / ".data"
+DOCUMENTS = Path(__file__).resolve().parent / "documents"  # real scans and invoices (documents/README.md)
 BASELINE_MAX_SIDE = {"low": 512, "high": 2048, "auto": 1024}
 DETAILS = ("low", "auto", "high")
 PHOTO_SOURCES = ("astronaut.png", "coffee.png", "hubble_deep_field.jpg", "chelsea.png")
@@ -129,9 +134,25 @@ def build_inputs() -> dict[str, list[Path]]:
     page = DATA / "text_page_12mp.jpg"
     if not page.exists():
         text_page().save(page, "JPEG", quality=90)
-    kinds["12 MP JPEG text page"] = [page]
+    kinds["12 MP JPEG text page"] = [page]  # as an OCR request (reads_text)
+    kinds["12 MP JPEG text page, no text task"] = [page]
+    kinds["scanned receipts, no text task"] = sorted(DOCUMENTS.glob("softmatic_*.jpg"))
+    invoices = sorted(DOCUMENTS.glob("invoice2data_*.pdf"))[:4]
+    kinds["invoices at 300 dpi, no text task"] = [scanned(pdf) for pdf in invoices]
     kinds["corpus PNG/JPEG (<1 MP)"] = sorted(p for p in CORPUS.iterdir() if p.suffix in (".png", ".jpg"))
     return kinds
+
+
+def scanned(pdf: Path) -> Path:
+    """The PDF's first page as a 300 dpi scanner would save it: JPEG quality 90 (2480 x 3508 for A4)."""
+    path = DATA / f"{pdf.stem}_300dpi.jpg"
+    if not path.exists():
+        document = pdfium.PdfDocument(pdf)
+        try:
+            document[0].render(scale=300 / 72).to_pil().convert("RGB").save(path, "JPEG", quality=90)
+        finally:
+            document.close()
+    return path
 
 
 def text_page() -> Image.Image:
@@ -222,6 +243,27 @@ def time_kind(
     return summary
 
 
+def pages_found(paths: list[Path], detail: str) -> int:
+    """How many of the images ``prepare_image`` took for pages (and so decoded again in full)."""
+    verdicts: list[bool] = []
+    look = imaging.looks_sharp_edged
+
+    def spy(image: Image.Image) -> bool:
+        verdicts.append(look(image))
+        return verdicts[-1]
+
+    imaging.looks_sharp_edged = spy
+    try:
+        found = 0
+        for path in paths:
+            verdicts.clear()
+            ours(path.read_bytes(), detail)
+            found += any(verdicts)
+    finally:
+        imaging.looks_sharp_edged = look
+    return found
+
+
 def peak_rss_mib(path: Path, detail: str, pipeline: str) -> float:
     """Max-RSS growth (MiB) of one call in a fresh interpreter."""
     probe = subprocess.run(
@@ -279,6 +321,11 @@ def main() -> None:
         choices=("4:2:0", "4:4:4"),
         help="chroma subsampling of an image sent at the service's view (default 4:4:4)",
     )
+    parser.add_argument(
+        "--no-page-check",
+        action="store_true",
+        help="send a page's reduced JPEG decode as a photo's (no shared.imaging.content look), to compare",
+    )
     parser.add_argument("--probe", nargs=3, metavar=("PIPELINE", "PATH", "DETAIL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.probe:
@@ -293,6 +340,8 @@ def main() -> None:
             (below, quality, args.view_subsampling if quality else subsampling)
             for below, quality, subsampling in imaging.VIEW_ENCODING
         )
+    if args.no_page_check:
+        imaging.looks_sharp_edged = lambda image: False
     if args.rgb_jpeg:
         imaging.decodes_as_ycbcr = lambda image: False  # every JPEG decoded and shrunk as RGB
     print(
@@ -300,17 +349,19 @@ def main() -> None:
         f"repeat={args.repeat}, filter {args.resample or 'LANCZOS (fast_image_resize)'}, "
         f"JPEGs {'as RGB' if args.rgb_jpeg else 'by planes'}, "
         f"the view {args.view_subsampling or '4:4:4'} at quality {imaging.VIEW_ENCODING[1][1]}-"
-        f"{imaging.VIEW_ENCODING[-1][1]} by the service's shrink\n"
+        f"{imaging.VIEW_ENCODING[-1][1]} by the service's shrink, "
+        f"pages {'not looked for' if args.no_page_check else 'decoded in full'}\n"
     )
     header = ["input", "detail", "ours ms", "baseline ms", "speed-up", "tokens ours / base", "KB ours / base"]
-    header.append("PSNR dB of the service's view, ours / base")
+    header += ["PSNR dB of the service's view, ours / base", "decoded in full as pages"]
     if not args.no_memory:
         header.append("peak RSS MiB ours / base")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for kind, paths in inputs.items():
         for detail in DETAILS:
-            r = time_kind(paths, detail, args.repeat, reads_text="text page" in kind)  # as an OCR request
+            reads_text = "text page" in kind and "no text task" not in kind  # as an OCR request
+            r = time_kind(paths, detail, args.repeat, reads_text=reads_text)
             o, b = r["ours"], r["baseline"]
             row = [
                 f"{kind} (x{len(paths)})",
@@ -321,6 +372,7 @@ def main() -> None:
                 f"{o['tokens']:.0f} / {b['tokens']:.0f}",
                 f"{o['bytes'] / 1024:.0f} / {b['bytes'] / 1024:.0f}",
                 f"{o['psnr']:.1f} / {b['psnr']:.1f}",
+                "-" if reads_text else f"{pages_found(paths, detail)}/{len(paths)}",
             ]
             if not args.no_memory:
                 row.append(

@@ -187,6 +187,23 @@ def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
     return buffer.getvalue()
 
 
+@pytest.fixture
+def jpeg_decodes(monkeypatch) -> list[tuple[int, int]]:
+    """The size each JPEG is decoded at (after Image.draft picks its DCT scale), in order."""
+    from PIL import JpegImagePlugin
+
+    decodes: list[tuple[int, int]] = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def draft(self, mode, size):
+        result = real_draft(self, mode, size)
+        decodes.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
+    return decodes
+
+
 @pytest.fixture(scope="session")
 def indexed_functions() -> dict:
     """function_app's functions as the host indexes them (the SDK allows get_functions() only once)."""

@@ -363,23 +363,6 @@ def test_a_reduced_decode_with_a_partial_last_row_is_filtered_not_sent(detail, v
     assert max(ImageStat.Stat(ImageChops.difference(decoded(prepared), ideal)).mean) < 1
 
 
-@pytest.fixture
-def jpeg_decodes(monkeypatch) -> list[tuple[int, int]]:
-    """The size each JPEG is decoded at (after Image.draft picks its DCT scale), in order."""
-    from PIL import JpegImagePlugin
-
-    decodes: list[tuple[int, int]] = []
-    real_draft = JpegImagePlugin.JpegImageFile.draft
-
-    def draft(self, mode, size):
-        result = real_draft(self, mode, size)
-        decodes.append(self.size)
-        return result
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", draft)
-    return decodes
-
-
 def test_reading_text_at_high_decodes_a_jpeg_in_full(jpeg_decodes):
     """DCT-scaled decodes are blocky on glyph edges: a caller that will read text gets a full decode (the same
     view and bill) at "high", and at "auto" the exact view filtered from it, not the 1/4 decode as it is."""

@@ -1,12 +1,13 @@
 """Images, from upload bytes to the JPEG the model is sent.
 
-Why a package: preparing an image is one concern in four steps, each a module of its own, each pure
+Why a package: preparing an image is one concern in five steps, each a module of its own, each pure
 (bytes or Pillow images in and out, nothing global touched):
 
 * :mod:`~shared.imaging.formats`: which format the bytes are, by their magic numbers alone (no Pillow);
 * :mod:`~shared.imaging.pillow_errors`: Pillow's exceptions from broken or hostile input as our errors,
   for every module that decodes with Pillow (the offline engine and the document reader too);
 * :mod:`~shared.imaging.resampling`: how a decoded image is shrunk (filters, box reduction, JPEG planes);
+* :mod:`~shared.imaging.content`: whether a decoded image is a page (text, line art) or a photo;
 * :mod:`~shared.imaging.prepare`: checking, decoding, orienting, shrinking to what the service will look
   at, and encoding; its public names are this package's.
 """

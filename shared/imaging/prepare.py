@@ -26,7 +26,8 @@ Decisions, and why:
   first frame. ICC profiles are not applied: the models shrug off small gamut shifts, and colour
   management would cost another pass over every pixel.
 * **Fast path for JPEG**: ``Image.draft`` makes libjpeg decode at 1/2, 1/4 or 1/8 scale, never below
-  the target, so a 12 MP photo is never decoded in full; a short filter then finishes the (< 2x) rest,
+  the target, so a 12 MP photo is never decoded in full (a page is: text needs it, :mod:`shared.imaging.content`
+  tells one from the reduced decode); a short filter then finishes the (< 2x) rest,
   on the YCbCr planes libjpeg hands over: luma sharp, chroma straight to the size it will be stored at.
   Other formats, which Pillow cannot decode reduced, are filtered from full size. Filters and their measured
   cost: :mod:`shared.imaging.resampling`. The size is the service's own view (or a whole reduced decode a few
@@ -51,6 +52,7 @@ from typing import NamedTuple
 from PIL import Image
 
 from shared.errors import ImageTooLarge, InvalidParameter
+from shared.imaging.content import looks_sharp_edged
 from shared.imaging.formats import sniff_or_raise
 from shared.imaging.pillow_errors import open_image, pillow_errors
 from shared.imaging.resampling import decodes_as_ycbcr, shrink
@@ -67,8 +69,9 @@ HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying 
 #: How much smaller than the service's view a reduced JPEG decode (1/2, 1/4, 1/8: libjpeg's DCT scaling) may
 #: be and still be sent as it is, with no full decode and no resize, at the same bill. On 12 MP photos that is
 #: 0.4-0.5 dB under the naive image's view (33.6 against 34.0 at "auto") for 9x the speed, so "low" and
-#: "auto" take it; "high" (OCR, tables) never does: the DCT scaling is blocky on small text (29 dB against
-#: 35 at "auto"; 38 at "high"). Figures: benchmarks/README.md.
+#: "auto" take it; "high" never does. The DCT scaling is blocky on small text (29 dB against 35 at "auto";
+#: 38 at "high"): a page is decoded in full instead, whether the caller says it reads text (``reads_text``)
+#: or its reduced decode looks like one (:mod:`shared.imaging.content`). Figures: benchmarks/README.md.
 DRAFT_TOLERANCE = {"low": 0.05, "auto": 0.05, "high": 0.0}
 #: At ``high`` the reduced decode is at least this much larger than the size sent, so LANCZOS does the last
 #: 1.4x or more of the shrink. libjpeg's DCT scaling keeps each 8 x 8 block's low frequencies: a fine shrink
@@ -218,7 +221,8 @@ def prepare_image(
     will itself look at (:func:`shared.tokens.service_view`), unless ``to_service_view`` is False (the
     offline engine reads the image itself, and its OCR is better for every pixel it gets).
     ``reads_text`` (OCR, tables, extraction) makes a JPEG decode in full, with no DCT scaling, whatever the
-    detail: see ``HIGH_DRAFT_HEADROOM``.
+    detail: see ``HIGH_DRAFT_HEADROOM``. Without it, a JPEG whose reduced decode looks like a page (sharp
+    edges: :func:`shared.imaging.content.looks_sharp_edged`) is decoded again in full, and sent the same.
 
     Raises ``UnsupportedImage`` (not an accepted format), ``ImageTooLarge``
     (over ``max_pixels``), ``ImageDecodeError`` (recognised but unreadable) and
@@ -256,13 +260,14 @@ def prepare_image(
                 # Only for a model: the offline engine reads every pixel itself and gets the detail's size.
                 tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
                 least = HIGH_DRAFT_HEADROOM if detail == "high" else 1 - tolerance
-                if reads_text:  # decoded in full at every detail: a request over the image's size is scale 1
-                    least = max(im.size)
-                smallest = tuple(max(1, math.ceil(side * least)) for side in stored)
-                # Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded
-                # with no colour conversion either way (shared.imaging.resampling).
-                drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", smallest)
-                box = drafted[1] if drafted else None
+                full = im.size
+                box = _draft(im, stored, max(full) if reads_text else least)  # reads_text: decoded in full
+                im.load()
+                if im.size != full and looks_sharp_edged(im):
+                    # A page sent with no text task: the reduced decode is blocky on its glyphs, so it is
+                    # decoded again, in full, as for reading text (shared.imaging.content).
+                    im = open_image(data, fmt, limit)
+                    box = _draft(im, stored, max(full))
             im.load()
             frame = im if im.mode == "YCbCr" else _normalise(im)
 
@@ -300,6 +305,17 @@ def prepare_image(
         estimated_tokens=billed,  # a reduced decode is sent as it is only when it bills the same
         model=model,
     )
+
+
+def _draft(im: Image.Image, stored: tuple[int, int], least: float) -> tuple[int, int, int, int] | None:
+    """Have libjpeg decode ``im`` at the smallest DCT scale at least ``least`` times ``stored`` (a factor over
+    the image's own size is scale 1); the box of the image within the decode, or None if nothing changed.
+
+    Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded with no colour conversion
+    either way (shared.imaging.resampling)."""
+    smallest = tuple(max(1, math.ceil(side * least)) for side in stored)
+    drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", smallest)
+    return drafted[1] if drafted else None
 
 
 def view_encoding(service_shrink: float, jpeg_quality: int) -> tuple[int, str]:
