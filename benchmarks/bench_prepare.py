@@ -27,9 +27,9 @@ Ours sends what the service will look at (its own shrink of the detail's size,
 ``shared.tokens.service_view``); the baseline sends the detail's size and lets
 the service shrink it. "PSNR" compares what the service will see of each (the
 output resized to the service's view) with the ideal view (full decode, LANCZOS
-to the view computed in floating point, no JPEG encoding); the worst over a
-kind's images is shown. The
-speed-up is the geometric mean over a kind's images of baseline time / ours. Peak memory is the
+to the view computed in floating point, no JPEG encoding), and "SSIM" does the
+same on the luma by structural similarity; the worst over a kind's images is
+shown for each. The speed-up is the geometric mean over a kind's images of baseline time / ours. Peak memory is the
 growth of peak RSS (it covers Pillow's C allocations, which tracemalloc cannot
 see) for one call on the kind's first image in a fresh subprocess.
 """
@@ -50,6 +50,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pypdfium2 as pdfium
 from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, ImageStat
 
@@ -194,6 +196,27 @@ def psnr(encoded: bytes, reference: Image.Image) -> float:
     return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
+def ssim(encoded: bytes, reference: Image.Image) -> float:
+    """Mean SSIM (Wang et al. 2004: 11 x 11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03) of the luma, as the
+    service would look at the encoded image. Where PSNR weighs every error by its size, SSIM weighs lost
+    structure: faint texture quantised away in a flat area costs it more than a few levels of error at an
+    edge, so the two can rank a pair of images differently (benchmarks/README.md)."""
+    with Image.open(io.BytesIO(encoded)) as im:
+        seen = im.convert("RGB")
+        if seen.size != reference.size:
+            seen = seen.resize(reference.size, Image.Resampling.LANCZOS)
+    a, b = (np.asarray(image.convert("L"), dtype=np.float64) for image in (seen, reference))
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(x: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(x, (11, 11), 1.5)
+
+    mean_a, mean_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mean_a**2, blur(b * b) - mean_b**2, blur(a * b) - mean_a * mean_b
+    index = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2))
+    return float(index.mean())
+
+
 def time_kind(
     paths: list[Path], detail: str, repeat: int, reads_text: bool = False
 ) -> dict[str, dict[str, float]]:
@@ -203,6 +226,7 @@ def time_kind(
     tokens: dict[str, list[int]] = {name: [] for name in PIPELINES}
     sizes: dict[str, list[int]] = {name: [] for name in PIPELINES}
     similarity: dict[str, list[float]] = {name: [] for name in PIPELINES}
+    structure: dict[str, list[float]] = {name: [] for name in PIPELINES}
     ratios: list[float] = []  # baseline time / ours, per image (their geometric mean is the speed-up)
     for blob in blobs:
         for fn in PIPELINES.values():  # warm-up: plugin imports, first-call allocations
@@ -229,6 +253,7 @@ def time_kind(
             tokens[name].append(estimate_image_tokens(*shape, detail, MODEL))
             sizes[name].append(len(out))
             similarity[name].append(psnr(out, reference))
+            structure[name].append(ssim(out, reference))
         ratios.append(per_image["baseline"][-1] / per_image["ours"][-1])
     summary = {
         name: {
@@ -236,6 +261,7 @@ def time_kind(
             "tokens": statistics.mean(tokens[name]),
             "bytes": statistics.mean(sizes[name]),
             "psnr": min(similarity[name]),
+            "ssim": min(structure[name]),
         }
         for name in PIPELINES
     }
@@ -353,7 +379,7 @@ def main() -> None:
         f"pages {'not looked for' if args.no_page_check else 'decoded in full'}\n"
     )
     header = ["input", "detail", "ours ms", "baseline ms", "speed-up", "tokens ours / base", "KB ours / base"]
-    header += ["PSNR dB of the service's view, ours / base", "decoded in full as pages"]
+    header += ["PSNR dB of the service's view, ours / base", "SSIM, ours / base", "decoded in full as pages"]
     if not args.no_memory:
         header.append("peak RSS MiB ours / base")
     print("| " + " | ".join(header) + " |")
@@ -372,6 +398,7 @@ def main() -> None:
                 f"{o['tokens']:.0f} / {b['tokens']:.0f}",
                 f"{o['bytes'] / 1024:.0f} / {b['bytes'] / 1024:.0f}",
                 f"{o['psnr']:.1f} / {b['psnr']:.1f}",
+                f"{o['ssim']:.4f} / {b['ssim']:.4f}",
                 "-" if reads_text else f"{pages_found(paths, detail)}/{len(paths)}",
             ]
             if not args.no_memory:
