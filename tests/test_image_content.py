@@ -114,6 +114,15 @@ def test_a_page_sent_without_a_text_task_is_prepared_as_for_reading_text(jpeg_de
     assert as_sent.estimated_tokens == for_reading.estimated_tokens
 
 
+@pytest.mark.parametrize("mode", ["L", "CMYK"])
+def test_greyscale_and_cmyk_scans_are_caught_too(jpeg_decodes, mode):
+    """Scanners often save greyscale, print workflows CMYK: libjpeg decodes those as L and CMYK, not YCbCr."""
+    data = encode(text_page(size=(4000, 3000)).convert(mode), "JPEG", quality=90)
+    as_sent = prepare_image(data, "auto")
+    assert jpeg_decodes == [(1000, 750), (4000, 3000)]
+    assert as_sent.data == prepare_image(data, "auto", reads_text=True).data
+
+
 @pytest.mark.parametrize("detail", ["low", "auto", "high"])
 def test_a_photo_keeps_its_reduced_decode(twelve_mp_photos, jpeg_decodes, detail):
     for data in twelve_mp_photos.values():
