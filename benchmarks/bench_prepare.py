@@ -201,6 +201,11 @@ def ssim(encoded: bytes, reference: Image.Image) -> float:
     service would look at the encoded image. Where PSNR weighs every error by its size, SSIM weighs lost
     structure: faint texture quantised away in a flat area costs it more than a few levels of error at an
     edge, so the two can rank a pair of images differently (benchmarks/README.md)."""
+    return float(ssim_map(encoded, reference)[0].mean())
+
+
+def ssim_map(encoded: bytes, reference: Image.Image) -> tuple[np.ndarray, np.ndarray]:
+    """The SSIM index per pixel (see :func:`ssim`), and the reference's local standard deviation of luma."""
     with Image.open(io.BytesIO(encoded)) as im:
         seen = im.convert("RGB")
         if seen.size != reference.size:
@@ -214,7 +219,7 @@ def ssim(encoded: bytes, reference: Image.Image) -> float:
     mean_a, mean_b = blur(a), blur(b)
     var_a, var_b, cov = blur(a * a) - mean_a**2, blur(b * b) - mean_b**2, blur(a * b) - mean_a * mean_b
     index = ((2 * mean_a * mean_b + c1) * (2 * cov + c2)) / ((mean_a**2 + mean_b**2 + c1) * (var_a + var_b + c2))
-    return float(index.mean())
+    return index, np.sqrt(np.maximum(var_b, 0))
 
 
 def time_kind(
