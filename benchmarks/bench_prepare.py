@@ -58,8 +58,8 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, ImageStat
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from shared.imaging import encoding, prepare_image, resampling  # noqa: E402 - encoding's settings are patched
 from shared.imaging import prepare as imaging  # noqa: E402 - the module itself: its settings are patched
-from shared.imaging import prepare_image, resampling  # noqa: E402
 from shared.tokens import estimate_image_tokens, service_view  # noqa: E402
 
 CORPUS = ROOT / "tests" / "fixtures" / "images"
@@ -367,9 +367,9 @@ def main() -> None:
     if args.resample:
         resampling.FILTER = Image.Resampling[args.resample]
     if args.view_subsampling:
-        imaging.VIEW_ENCODING = tuple(
-            (below, quality, args.view_subsampling if quality else subsampling)
-            for below, quality, subsampling in imaging.VIEW_ENCODING
+        encoding.VIEW_ENCODING = tuple(
+            (below, scale, args.view_subsampling if scale else subsampling)
+            for below, scale, subsampling in encoding.VIEW_ENCODING
         )
     if args.no_page_check:
         imaging.looks_sharp_edged = lambda image: False
@@ -379,8 +379,8 @@ def main() -> None:
         f"Python {platform.python_version()}, Pillow {Image.__version__}, {platform.machine()}, "
         f"repeat={args.repeat}, filter {args.resample or 'LANCZOS (fast_image_resize)'}, "
         f"JPEGs {'as RGB' if args.rgb_jpeg else 'by planes'}, "
-        f"the view {args.view_subsampling or '4:4:4'} at quality {imaging.VIEW_ENCODING[1][1]}-"
-        f"{imaging.VIEW_ENCODING[-1][1]} by the service's shrink, "
+        f"the view {args.view_subsampling or '4:4:4'} with its tables at scale {encoding.VIEW_ENCODING[1][1]}-"
+        f"{encoding.VIEW_ENCODING[-1][1]} by the service's shrink, "
         f"pages {'not looked for' if args.no_page_check else 'decoded in full'}\n"
     )
     header = ["input", "detail", "ours ms", "baseline ms", "speed-up", "tokens ours / base", "KB ours / base"]

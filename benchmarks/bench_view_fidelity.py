@@ -60,8 +60,8 @@ def _view_with(data: bytes, **encoding) -> bytes:
     real_save = Image.Image.save
 
     def save(self, fp, format=None, **params):
-        params.pop("quality", None)
-        params.pop("subsampling", None)
+        for option in ("quality", "qtables", "subsampling"):  # whatever prepare_image chose
+            params.pop(option, None)
         return real_save(self, fp, format, **{"subsampling": "4:4:4", **params, **encoding})
 
     Image.Image.save = save

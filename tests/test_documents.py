@@ -219,7 +219,7 @@ def test_a_scanned_tiff_with_large_pages_is_read_page_after_page():
 
 
 @pytest.mark.parametrize(("detail", "to_service_view", "sampling"), [
-    ("high", True, [(1, 1), (1, 1), (1, 1)]),   # drawn at the service's view: full chroma, quality 94+
+    ("high", True, [(1, 1), (1, 1), (1, 1)]),   # drawn at the service's view: full chroma, the view's tables
     ("high", False, [(2, 2), (1, 1), (1, 1)]),  # the detail's size, for the offline engine: as asked
     ("low", True, [(2, 2), (1, 1), (1, 1)]),    # low's view is the naive size itself
 ])
@@ -227,17 +227,15 @@ def test_pages_drawn_at_the_high_view_are_encoded_like_images_at_it(invoice_pdf,
     """A page sent at the service's view at "high" has no service shrink left to clean it up, exactly like an
     image (shared.imaging.view_encoding): full-size chroma, quantised as finely as that shrink would have."""
     from shared.imaging import view_encoding
+    from shared.imaging.encoding import standard_tables
 
     page = prepare_pages(invoice_pdf, inspect(invoice_pdf, "1"), detail, model="gpt-4o", jpeg_quality=85,
                          to_service_view=to_service_view)[0]
     naive_long = {"high": 2048, "low": 512}[detail]  # an A4 page drawn at the detail's size, long side
-    quality, _ = view_encoding(naive_long / max(page.image.width, page.image.height), 85)
-    def dc_step(quality: int) -> int:  # libjpeg's standard luma table (DC 16) scaled by the quality
-        scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-        return max(1, (16 * scale + 50) // 100)
-
+    encoding = view_encoding(naive_long / max(page.image.width, page.image.height), 85)
+    finer = sampling[0] == (1, 1)
+    assert (encoding.tables is not None) == finer  # the view's tables, or the caller's quality 85
     with Image.open(io.BytesIO(page.image.data)) as sent:
         assert [(h, v) for _, h, v, _ in sent.layer] == sampling
-        finer = sampling[0] == (1, 1)
-        assert sent.quantization[0][0] == dc_step(quality if finer else 85)
-        assert (quality > 85) == finer
+        tables = tuple(map(tuple, sent.quantization.values()))
+        assert tables == (encoding.tables if finer else standard_tables(85))

@@ -21,6 +21,7 @@ from shared.imaging import (
     HIGH_DRAFT_HEADROOM,
     VIEW_ENCODING,
     VIEW_MIN_SHRINK,
+    JpegEncoding,
     PreparedImage,
     image_size,
     prepare_image,
@@ -29,6 +30,7 @@ from shared.imaging import (
     to_rgb,
     view_encoding,
 )
+from shared.imaging.encoding import standard_tables, view_tables
 from shared.imaging.formats import sniff_format
 from shared.tokens import estimate_image_tokens, load_model_overrides, service_view
 from tests.conftest import encode
@@ -345,9 +347,9 @@ def test_high_detail_pixels_match_a_full_decode_lanczos_resize_to_the_view():
     assert view == (1152, 768)  # 3000x2000 -> 2048x1365 (fit) -> 1152x768 (short side 768)
     expected = resampling.resize(source, view, Image.Resampling.LANCZOS)  # fast_image_resize's LANCZOS
     sent = prepare_image(encode(source, "PNG"), "high").data
-    quality, subsampling = view_encoding(2048 / 1152, DEFAULT_JPEG_QUALITY)
-    assert (quality, subsampling) == (93, "4:4:4")  # the service would have shrunk the naive image 1.78x
-    assert sent == encode(expected, "JPEG", quality=quality, subsampling=subsampling)
+    encoding = view_encoding(2048 / 1152, DEFAULT_JPEG_QUALITY)  # the service would have shrunk the naive 1.78x
+    assert encoding.subsampling == "4:4:4" and encoding.tables == view_tables(0.085, DEFAULT_JPEG_QUALITY)
+    assert sent == encode(expected, "JPEG", **encoding.save_options)
     pillow = source.resize(view, Image.Resampling.LANCZOS)
     assert ImageChops.difference(expected, pillow).getextrema() <= ((0, 2),) * 3  # Pillow's, to 2 levels
 
@@ -403,12 +405,33 @@ def test_the_high_view_is_quantised_finer_the_more_the_service_would_have_shrunk
     """The service's shrink of the naive image averages its JPEG noise away: the larger it would have been,
     the finer the view we send instead is quantised (VIEW_ENCODING), with full chroma, at any detail (at
     "auto" a square photo's view is 1.33x under its naive 1024 x 1024)."""
-    assert view_encoding(1.0, 85) == view_encoding(1.29, 85) == (85, "4:2:0")  # the naive size itself
-    qualities = [view_encoding(ratio, 85)[0] for ratio in (1.3, 1.5, 1.6, 1.8, 2.0, 2.1, 2.3, 2.7, 4.0)]
-    assert qualities == sorted(qualities) and (qualities[0], qualities[-1]) == (87, 97)
-    assert {view_encoding(ratio, 85)[1] for ratio in (1.3, 2.0, 4.0)} == {"4:4:4"}
-    assert view_encoding(1.5, 92) == (92, "4:4:4")  # the caller's quality is a floor
+    naive = JpegEncoding("4:2:0", quality=85)
+    assert view_encoding(1.0, 85) == view_encoding(1.29, 85) == naive  # the naive size itself: as asked
+    steps = [sum(map(sum, view_encoding(ratio, 85).tables)) for ratio in (1.3, 1.6, 1.8, 2.0, 2.1, 2.3, 2.4, 2.7)]
+    assert steps == sorted(steps, reverse=True) and len(set(steps)) == len(steps)  # ever finer
+    assert {view_encoding(ratio, 85).subsampling for ratio in (1.3, 2.0, 4.0)} == {"4:4:4"}
     assert VIEW_ENCODING[0][0] == VIEW_MIN_SHRINK
+
+
+def test_the_view_tables_are_libjpegs_pulled_towards_their_mean_and_never_coarser_than_the_callers():
+    """libjpeg's tables quantise the highest frequencies coarsest; at the view those hold the model's finest
+    detail, so the view's tables are flatter: finer there, a little coarser at the lowest frequencies than
+    libjpeg's at the quality of the same size. The caller's quality stays a floor, step by step."""
+    for quality in (1, 10, 49, 50, 51, 75, 85, 95, 100):  # our copy of libjpeg's scaling is libjpeg's
+        probe = encode(Image.new("RGB", (16, 16)), "JPEG", quality=quality)
+        with Image.open(io.BytesIO(probe)) as image:
+            assert tuple(map(tuple, image.quantization.values())) == standard_tables(quality)
+    luma, chroma = view_tables(0.07, 85)
+    q94 = standard_tables(94)[0]
+    assert luma[-1] < q94[-1] and luma[0] > q94[0]  # finest where libjpeg is coarsest, and the other way round
+    assert max(luma) - min(luma) < max(q94) - min(q94)
+    coarse = view_tables(0.2, 92)  # a scale coarser than the caller's quality 92 somewhere
+    assert all(step <= floor for table, floors in zip(coarse, standard_tables(92), strict=True)
+               for step, floor in zip(table, floors, strict=True))
+    assert coarse != view_tables(0.2, 85)
+    sent = encode(Image.new("RGB", (16, 16)), "JPEG", **JpegEncoding("4:4:4", tables=(luma, chroma)).save_options)
+    with Image.open(io.BytesIO(sent)) as image:  # Pillow writes the tables in the order we give them
+        assert tuple(map(tuple, image.quantization.values())) == (luma, chroma)
 
 
 def test_a_small_service_shrink_sends_the_naive_size():
@@ -480,10 +503,10 @@ def test_a_png_is_filtered_from_full_size_at_every_detail(monkeypatch, detail):
     assert reduced == []
     view = (prepared.width, prepared.height)
     assert view == {"low": (512, 384), "auto": (1024, 768), "high": (1024, 768)}[detail]
-    quality, subsampling = view_encoding(2.0 if detail == "high" else 1.0, DEFAULT_JPEG_QUALITY)
+    encoding = view_encoding(2.0 if detail == "high" else 1.0, DEFAULT_JPEG_QUALITY)
     expected = resampling.resize(source, view, Image.Resampling.LANCZOS)
     optimize = detail != "high"  # sent at the naive image's size: Huffman tables fitted, as the naive path does
-    assert prepared.data == encode(expected, "JPEG", quality=quality, subsampling=subsampling, optimize=optimize)
+    assert prepared.data == encode(expected, "JPEG", **encoding.save_options, optimize=optimize)
 
 
 @pytest.mark.parametrize("size", [(1, 1), (14, 25), (1, 5000), (5000, 1), (2, 3000)])

@@ -59,9 +59,9 @@ def prepare_pages(data: bytes, info: DocumentInfo, detail: str, *, model: str, j
     for page in iter_pages(data, info, max_side=long_side):
         width, height = page.image.size
         # Drawn at the service's view at "high": encoded as finely as an image at its view (shared.imaging).
-        quality, subsampling = view_encoding(max(naive(page.size)) / max(width, height), jpeg_quality)
+        encoding = view_encoding(max(naive(page.size)) / max(width, height), jpeg_quality)
         buffer = io.BytesIO()
-        page.image.save(buffer, "JPEG", quality=quality, subsampling=subsampling)
+        page.image.save(buffer, "JPEG", **encoding.save_options)
         page.image.close()
         image = PreparedImage(data=buffer.getvalue(), width=width, height=height,
                               original_width=round(page.size.width), original_height=round(page.size.height),

@@ -1,6 +1,6 @@
 """Images, from upload bytes to the JPEG the model is sent.
 
-Why a package: preparing an image is one concern in five steps, each a module of its own, each pure
+Why a package: preparing an image is one concern in six steps, each a module of its own, each pure
 (bytes or Pillow images in and out, nothing global touched):
 
 * :mod:`~shared.imaging.formats`: which format the bytes are, by their magic numbers alone (no Pillow);
@@ -8,10 +8,12 @@ Why a package: preparing an image is one concern in five steps, each a module of
   for every module that decodes with Pillow (the offline engine and the document reader too);
 * :mod:`~shared.imaging.resampling`: how a decoded image is shrunk (filters, box reduction, JPEG planes);
 * :mod:`~shared.imaging.content`: whether a decoded image is a page (text, line art) or a photo;
+* :mod:`~shared.imaging.encoding`: how the JPEG sent is quantised (the caller's quality, or the view's tables);
 * :mod:`~shared.imaging.prepare`: checking, decoding, orienting, shrinking to what the service will look
   at, and encoding; its public names are this package's.
 """
 
+from shared.imaging.encoding import VIEW_ENCODING, VIEW_MIN_SHRINK, JpegEncoding, view_encoding
 from shared.imaging.prepare import (
     DEFAULT_JPEG_QUALITY,
     DEFAULT_MAX_PIXELS,
@@ -20,19 +22,16 @@ from shared.imaging.prepare import (
     HIGH_DETAIL_ABOVE,
     HIGH_DRAFT_HEADROOM,
     LOW_DETAIL_BELOW,
-    VIEW_ENCODING,
-    VIEW_MIN_SHRINK,
     PreparedImage,
     image_size,
     prepare_image,
     select_detail_level,
     target_size,
     to_rgb,
-    view_encoding,
 )
 
 __all__ = [
     "DEFAULT_JPEG_QUALITY", "DEFAULT_MAX_PIXELS", "DETAIL_MAX_SIDE", "DRAFT_TOLERANCE", "HIGH_DETAIL_ABOVE",
-    "HIGH_DRAFT_HEADROOM", "LOW_DETAIL_BELOW", "VIEW_ENCODING", "VIEW_MIN_SHRINK", "PreparedImage",
+    "HIGH_DRAFT_HEADROOM", "LOW_DETAIL_BELOW", "VIEW_ENCODING", "VIEW_MIN_SHRINK", "JpegEncoding", "PreparedImage",
     "image_size", "prepare_image", "select_detail_level", "target_size", "to_rgb", "view_encoding",
 ]

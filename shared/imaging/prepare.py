@@ -53,6 +53,7 @@ from PIL import Image
 
 from shared.errors import ImageTooLarge, InvalidParameter
 from shared.imaging.content import looks_sharp_edged
+from shared.imaging.encoding import VIEW_MIN_SHRINK, view_encoding
 from shared.imaging.formats import sniff_or_raise
 from shared.imaging.pillow_errors import open_image, pillow_errors
 from shared.imaging.resampling import decodes_as_ycbcr, shrink
@@ -82,30 +83,6 @@ DRAFT_TOLERANCE = {"low": 0.05, "auto": 0.05, "high": 0.0}
 #: will read text (``reads_text``: OCR, tables, extraction) gets the full decode, at about half the speed;
 #: photos keep the 1/2 decode, within 0.1 dB of the full one.
 HIGH_DRAFT_HEADROOM = 1.4
-#: Below this, the naive size is sent rather than the service's view: when the service would shrink the
-#: naive image by less than 1.3x, its shrink (which averages the JPEG's noise away and restores chroma)
-#: is worth more than the under 40% of the pixels the view saves. Measured on photos from 1.07x to 1.25x:
-#: no encoding of the view was both smaller than the naive image and as good after the service's shrink
-#: (benchmarks/README.md). Sent at the naive size, ours is the naive image, only faster to make.
-VIEW_MIN_SHRINK = 1.3
-#: How the view is encoded, by how much the service would have shrunk the naive image (its long
-#: side over the view's): ``(shrink below, quality, subsampling)``, quality None for the caller's. The larger
-#: that shrink, the more of the naive JPEG's noise the service averages away and the more chroma it
-#: restores; sent at the view, ours has to carry both itself, so it is quantised the finer the larger the
-#: shrink, with full-size chroma, but never so finely that it outweighs the naive image, which has the
-#: shrink squared as many pixels. Measured on photos at each step, from 16:9 to 1:1 (benchmarks/README.md):
-#: at or above the naive image's view, in 5-20% fewer bytes.
-VIEW_ENCODING: tuple[tuple[float, int | None, str], ...] = (
-    (VIEW_MIN_SHRINK, None, "4:2:0"),
-    (1.55, 87, "4:4:4"),
-    (1.7, 89, "4:4:4"),
-    (1.95, 93, "4:4:4"),
-    (2.05, 94, "4:4:4"),
-    (2.2, 95, "4:4:4"),
-    (2.35, 96, "4:4:4"),
-    (math.inf, 97, "4:4:4"),
-)
-
 _EXIF_ORIENTATION = 0x0112
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -248,7 +225,7 @@ def prepare_image(
         if max(naive_w, naive_h) < VIEW_MIN_SHRINK * max(out_w, out_h):
             out_w, out_h = naive_w, naive_h  # the service's small shrink is worth more than the pixels it saves
         billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
-        quality, subsampling = view_encoding(max(naive_w, naive_h) / max(out_w, out_h), jpeg_quality)
+        encoding = view_encoding(max(naive_w, naive_h) / max(out_w, out_h), jpeg_quality)
         # Work in stored orientation until the end: rotating the small result is cheaper.
         swaps = orientation in _SWAPS_SIDES
         stored = (out_h, out_w) if swaps else (out_w, out_h)
@@ -281,7 +258,7 @@ def prepare_image(
             if fits and whole and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
                 out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
             else:
-                frame = shrink(frame, stored, box, subsampling=subsampling)
+                frame = shrink(frame, stored, box, subsampling=encoding.subsampling)
         if frame.mode != "YCbCr":
             frame = _flatten(frame)
         if orientation in _TRANSPOSE:
@@ -292,7 +269,7 @@ def prepare_image(
         # as the naive path has, keep ours from being the larger (by ~1%). Smaller sizes are far smaller already,
         # and there the second pass would cost 10-15% of the preparation.
         optimize = (out_w, out_h) == (naive_w, naive_h)
-        frame.save(buffer, "JPEG", quality=quality, subsampling=subsampling, optimize=optimize)
+        frame.save(buffer, "JPEG", **encoding.save_options, optimize=optimize)
 
     return PreparedImage(
         data=buffer.getvalue(),
@@ -316,20 +293,6 @@ def _draft(im: Image.Image, stored: tuple[int, int], least: float) -> tuple[int,
     smallest = tuple(max(1, math.ceil(side * least)) for side in stored)
     drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", smallest)
     return drafted[1] if drafted else None
-
-
-def view_encoding(service_shrink: float, jpeg_quality: int) -> tuple[int, str]:
-    """JPEG quality and chroma subsampling for an image we send (pages of documents too).
-
-    ``service_shrink`` is how much the service would have shrunk the naive image (1 when what we send is
-    the naive size). Sent at the service's view instead (mostly at ``high``; at ``auto`` for images near
-    square), an image has no service shrink left to average its JPEG noise away and restore its chroma, so
-    it is encoded finer (``VIEW_ENCODING``). The caller's ``jpeg_quality`` is a floor.
-    """
-    for below, quality, subsampling in VIEW_ENCODING:
-        if service_shrink < below:
-            return max(jpeg_quality, quality or jpeg_quality), subsampling
-    return jpeg_quality, "4:2:0"  # not reached: the last step has no upper bound
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
