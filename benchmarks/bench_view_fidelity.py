@@ -1,7 +1,7 @@
 """What the view at ``high`` costs in faint texture (SSIM), and what buying it back would cost in bytes.
 
-Why: ``VIEW_ENCODING`` is tuned on PSNR, by which the view is as good as the naive image's on clean photos in
-fewer bytes. SSIM ranks it under: texture a few levels deep, which the naive image carries in its middle
+Why: ``VIEW_ENCODING`` is tuned on bytes and PSNR, by which the view is better than the naive image's on clean
+photos in fewer bytes. SSIM ranks it under: texture a few levels deep, which the naive image carries in its middle
 frequencies (finely quantised) and the view in its highest (coarsest). This measures, on the 12 MP photos,
 finer qualities at the view, two other quantisation-table shapes, and the 1/2-scale decode sent as it is near
 the naive size, each as "KB / PSNR dB / SSIM" of the service's view against the ideal; then, for the kept
