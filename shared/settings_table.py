@@ -58,8 +58,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Retries of a model call after a 5xx, timeout or connection failure (throttling is waited out "
             "until the deadline instead)"),
     Setting("VISION_JPEG_QUALITY", "85",
-            "JPEG quality of the image sent to the model (at `high`, sent at the service's view: at least "
-            "87-97, by how much the service would have shrunk the naive image)"),
+            "JPEG quality of the image sent to the model (sent at the service's view, at `high`: the view's "
+            "own finer tables, never coarser than this quality)"),
     Setting("VISION_MODEL_TABLE", None, "JSON object adding or overriding models in the token/price table"),
     Setting("VISION_MAX_IMAGES", "10", "Most images in one compare or sequence request (Azure documents 10)"),
     Setting("VISION_MAX_TOTAL_BYTES", str(50 * MB), "Largest total upload of a multi-image request in bytes"),
