@@ -10,7 +10,7 @@ task, from the reduced decode already made, so a photo pays nothing but this loo
 The measure, :func:`sharp_edge_share`: of the pixels where the luma bends visibly (a second difference along
 the row over ``VISIBLE`` levels), the share that bend sharply (over ``SHARP``). Ink on paper and pixels on a
 screen change in a step, so most of their visible bends are sharp; a photo's edges are soft and its texture is
-low, so few are. Measured on reduced decodes (``benchmarks/README.md``, "Pages without a text task"): photos
+low, so few are. Measured on reduced decodes (``benchmarks/README.md``, "Pages sent with no text task"): photos
 0.00-0.17 (the highest, the Hubble deep field at ``low``: stars), grain included; scanned receipts 0.22-0.60,
 rendered invoices 0.60-0.78, the text page 0.51-0.77, invoices photographed with blur and noise 0.15-0.63.
 Mistaking a photo for a page costs time (a second, full decode), never fidelity; the reverse costs fidelity.
