@@ -70,14 +70,14 @@ def main() -> None:
                 good = mark and ratio <= 1 and delta >= -0.1
                 return f"{ratio:.2f}, {delta:+.1f}, {ssim(sent, reference) - naive_ssim:+.4f}{'*' if good else ''}"  # noqa: B023
 
-            cells = [cell(_prepared_with(data, encoding)) for encoding in SETTINGS.values()]
+            cells = [cell(prepared_with(data, encoding)) for encoding in SETTINGS.values()]
             kept = imaging.prepare_image(data, "high", model=MODEL).data
             shrink = max(naive_size) / max(view)
             print(f"| {size[0]}x{size[1]} | {name} | {shrink:.2f} | {len(naive) / 1024:.0f}, {naive_db:.1f} | "
                   + " | ".join(cells) + f" | {cell(kept, mark=False)} |", flush=True)
 
 
-def _prepared_with(data: bytes, encoding: JpegEncoding) -> bytes:
+def prepared_with(data: bytes, encoding: JpegEncoding) -> bytes:
     """``prepare_image`` at ``high`` sending the view itself, encoded as ``encoding`` says."""
     saved = imaging.VIEW_MIN_SHRINK, imaging.view_encoding
     imaging.VIEW_MIN_SHRINK = 1.0  # always the view, even where the naive size would be sent

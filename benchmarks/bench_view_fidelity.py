@@ -26,8 +26,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_prepare import DATA, MODEL, baseline, ideal, psnr, ssim, ssim_map  # noqa: E402
+from bench_view_encoding import prepared_with  # noqa: E402
 
-from shared.imaging import prepare as imaging  # noqa: E402 - the module itself: its settings are patched
+from shared.imaging import prepare as imaging  # noqa: E402
+from shared.imaging.encoding import JpegEncoding, standard_tables  # noqa: E402
 from shared.tokens import service_view  # noqa: E402
 
 IMAGES = "coffee_12mp.jpg,astronaut_12mp.jpg,hubble_deep_field_12mp.jpg,chelsea_12mp_grain.jpg"
@@ -48,47 +50,26 @@ def main() -> None:
         naive, naive_size = baseline(data, "high")
         reference = ideal(data, service_view(*naive_size, "high", MODEL))
         kept = imaging.prepare_image(data, "high", model=MODEL).data
-        candidates = [naive, kept] + [_view_with(data, quality=q, subsampling="4:4:4") for q in QUALITIES]
-        candidates += [_view_with(data, qtables=_flat_tables()), _view_with(data, qtables=_stretched_tables())]
+        candidates = [naive, kept] + [prepared_with(data, JpegEncoding("4:4:4", quality=q)) for q in QUALITIES]
+        candidates += [prepared_with(data, JpegEncoding("4:4:4", tables=tables))
+                       for tables in (_flat_tables(), _stretched_tables())]
         candidates.append(_half_decode(data))
         cells = [f"{len(c) / 1024:.0f} / {psnr(c, reference):.1f} / {ssim(c, reference):.4f}" for c in candidates]
         print(f"| {name} | " + " | ".join(cells) + f" | {_faint_share(kept, naive, reference):.0%} |", flush=True)
 
 
-def _view_with(data: bytes, **encoding) -> bytes:
-    """``prepare_image``'s view at ``high``, its JPEG encoded with these ``Image.save`` options instead."""
-    real_save = Image.Image.save
-
-    def save(self, fp, format=None, **params):
-        for option in ("quality", "qtables", "subsampling"):  # whatever prepare_image chose
-            params.pop(option, None)
-        return real_save(self, fp, format, **{"subsampling": "4:4:4", **params, **encoding})
-
-    Image.Image.save = save
-    try:
-        return imaging.prepare_image(data, "high", model=MODEL).data
-    finally:
-        Image.Image.save = real_save
-
-
-def _standard_tables(quality: int) -> list[list[int]]:
-    """libjpeg's luma and chroma tables at ``quality``, in natural order (as Pillow reads them back)."""
-    buffer = io.BytesIO()
-    Image.new("RGB", (16, 16)).save(buffer, "JPEG", quality=quality)
-    with Image.open(buffer) as probe:
-        return [list(probe.quantization[0]), list(probe.quantization[1])]
-
-
-def _flat_tables() -> list[list[int]]:
+def _flat_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
     """Every step the mean of quality 94's, times 0.6: high frequencies finer, low ones coarser."""
-    return [[max(1, round(0.6 * sum(table) / 64))] * 64 for table in _standard_tables(94)]
+    luma, chroma = ((max(1, round(0.6 * sum(table) / 64)),) * 64 for table in standard_tables(94))
+    return luma, chroma
 
 
-def _stretched_tables() -> list[list[int]]:
+def _stretched_tables() -> tuple[tuple[int, ...], tuple[int, ...]]:
     """The naive image's quality-85 steps for its low frequencies, stretched over the view's eight (the view is
     half the naive size: its frequency (u, v) is the naive image's (u/2, v/2)), halved for the amplitude."""
-    return [[max(1, round(table[(row // 2) * 8 + column // 2] / 2)) for row in range(8) for column in range(8)]
-            for table in _standard_tables(85)]
+    stretched = tuple((row // 2) * 8 + column // 2 for row in range(8) for column in range(8))
+    luma, chroma = (tuple(max(1, round(table[index] / 2)) for index in stretched) for table in standard_tables(85))
+    return luma, chroma
 
 
 def _half_decode(data: bytes) -> bytes:
