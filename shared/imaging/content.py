@@ -3,7 +3,8 @@
 Why it matters: libjpeg's reduced decode (DCT scaling, :mod:`shared.imaging.prepare`) keeps each 8 x 8 block's
 lowest frequencies. For a photo that is a shrink as good as a filter's (within 0.5 dB of the naive image's view)
 at 4-8x the speed. For glyph edges it is blocky: scanned receipts at ``auto`` scored 31-36 dB against the naive
-image's 37-38, a 12 MP text page 29 against 35, invoice pages at ``high`` 43 against 47. Callers that say they
+image's 37-38, a 12 MP text page 29 against 35, invoice pages at ``high`` 43 against 47 (libjpeg's q93 tables
+at the view). Callers that say they
 will read text (OCR, tables, extraction) get a full decode anyway; this catches the pages sent with any other
 task, from the reduced decode already made, so a photo pays nothing but this look.
 

@@ -71,15 +71,17 @@ HIGH_DETAIL_ABOVE = 2048  # either side over this: there is detail worth paying 
 #: be and still be sent as it is, with no full decode and no resize, at the same bill. On 12 MP photos that is
 #: 0.4-0.5 dB under the naive image's view (33.6 against 34.0 at "auto") for 9x the speed, so "low" and
 #: "auto" take it; "high" never does. The DCT scaling is blocky on small text (29 dB against 35 at "auto";
-#: 38 at "high"): a page is decoded in full instead, whether the caller says it reads text (``reads_text``)
-#: or its reduced decode looks like one (:mod:`shared.imaging.content`). Figures: benchmarks/README.md.
+#: 38 at "high", with libjpeg's q94 tables at the view): a page is decoded in full instead, whether the caller
+#: says it reads text (``reads_text``) or its reduced decode looks like one (:mod:`shared.imaging.content`).
+#: Figures: benchmarks/README.md.
 DRAFT_TOLERANCE = {"low": 0.05, "auto": 0.05, "high": 0.0}
 #: At ``high`` the reduced decode is at least this much larger than the size sent, so LANCZOS does the last
 #: 1.4x or more of the shrink. libjpeg's DCT scaling keeps each 8 x 8 block's low frequencies: a fine shrink
 #: for photos, a blocky one for glyph edges, which only a real filter over a good part of the ratio smooths
 #: out. A 4000 x 3200 text page at 1/4 (1000 x 800 for a 960 x 768 view) scored 27 dB against the naive
-#: image's 41.6; at 1/2, 39.6 (benchmarks/README.md). Text still loses at 1/2: a 12 MP text page's view is
-#: 38.3 dB against the naive image's 40.5, and 41.0 from a full decode, in half its bytes. So a caller that
+#: image's 41.6; at 1/2, 39.6 (benchmarks/README.md). Text still loses at 1/2: a 12 MP text page's view was
+#: 38.3 dB against the naive image's 40.5, and 41.0 from a full decode, in half its bytes (libjpeg's q94 tables
+#: at the view; with the view's own, 42.9 from the full decode). So a caller that
 #: will read text (``reads_text``: OCR, tables, extraction) gets the full decode, at about half the speed;
 #: photos keep the 1/2 decode, within 0.1 dB of the full one.
 HIGH_DRAFT_HEADROOM = 1.4
