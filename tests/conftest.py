@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageStat
 
 from shared.config import Settings
 from shared.http.app import create_app
@@ -185,6 +186,13 @@ def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
     return buffer.getvalue()
+
+
+def psnr(actual: Image.Image, expected: Image.Image) -> float:
+    """PSNR (dB) of two same-size images, compared as RGB; inf when identical."""
+    stat = ImageStat.Stat(ImageChops.difference(actual.convert("RGB"), expected.convert("RGB")))
+    mse = sum(stat.sum2) / (3 * expected.width * expected.height)
+    return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
 @pytest.fixture

@@ -4,16 +4,15 @@ text task: the reduced JPEG decode is blocky on glyphs, so a page is decoded aga
 from __future__ import annotations
 
 import io
-import math
 import random
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, ImageStat
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 
 from shared.imaging import prepare as prepare_module
 from shared.imaging import prepare_image
 from shared.imaging.content import SHARP_EDGE_SHARE, looks_sharp_edged, sharp_edge_share
-from tests.conftest import encode
+from tests.conftest import encode, psnr
 
 WORDS = ["invoice", "total", "amount", "due", "tax", "item", "quantity", "1234.56", "EUR", "07/2025"]
 
@@ -44,12 +43,6 @@ def reduced_decode(data: bytes, scale: int) -> Image.Image:
     image.draft("YCbCr", (image.width // scale, image.height // scale))
     image.load()
     return image
-
-
-def psnr(a: Image.Image, b: Image.Image) -> float:
-    stat = ImageStat.Stat(ImageChops.difference(a.convert("RGB"), b.convert("RGB")))
-    mse = sum(stat.sum2) / (3 * a.width * a.height)
-    return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
 @pytest.mark.parametrize("scale", [2, 4, 8])

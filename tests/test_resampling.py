@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import io
-import math
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageStat
+from PIL import Image, ImageChops, ImageDraw
 
 from shared.imaging import prepare_image, resampling
 from shared.imaging.resampling import decodes_as_ycbcr, resize, shrink, shrink_planes
-from tests.conftest import encode
+from tests.conftest import encode, psnr
 
 
 def without_segment(data: bytes, marker: int) -> bytes:
@@ -18,12 +17,6 @@ def without_segment(data: bytes, marker: int) -> bytes:
     at = data.index(bytes((0xFF, marker)), 2)
     length = int.from_bytes(data[at + 2 : at + 4], "big")
     return data[:at] + data[at + 2 + length :]
-
-
-def psnr(actual: Image.Image, expected: Image.Image) -> float:
-    stat = ImageStat.Stat(ImageChops.difference(actual.convert("RGB"), expected.convert("RGB")))
-    mse = sum(stat.sum2) / (3 * expected.width * expected.height)
-    return 10 * math.log10(255**2 / mse) if mse else math.inf
 
 
 def colour_scene(size=(2400, 1800)) -> Image.Image:
