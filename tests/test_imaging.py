@@ -354,15 +354,26 @@ def test_high_detail_pixels_match_a_full_decode_lanczos_resize_to_the_view():
     assert ImageChops.difference(expected, pillow).getextrema() <= ((0, 2),) * 3  # Pillow's, to 2 levels
 
 
-@pytest.mark.parametrize(("detail", "view"), [("low", (512, 288)), ("auto", (1024, 576))])
-def test_a_reduced_decode_with_a_partial_last_row_is_filtered_not_sent(detail, view):
+@pytest.mark.parametrize(
+    ("detail", "view", "decode"), [("low", (512, 288), (1000, 563)), ("auto", (1024, 576), (2000, 1125))]
+)
+def test_a_reduced_decode_with_a_partial_last_row_is_not_taken_under_the_view(detail, view, decode, jpeg_decodes):
     """4000 x 2250 at 1/8 is 500 x 281.25: sent as it is, its last row would be part padding and the image
-    stretched. Such a decode is not sent as it is but filtered to the exact view, a few percent up."""
+    stretched; filtered up to the view, it was 0.5-0.8 dB under the naive image. So the decode is the next
+    scale, at least the view, filtered down to it."""
     source = Image.radial_gradient("L").resize((4000, 2250)).convert("RGB")
     prepared = prepare_image(encode(source, "JPEG", quality=95), detail)
+    assert jpeg_decodes == [decode]
     assert (prepared.width, prepared.height) == view == service_view(*naive_size(4000, 2250, detail), detail)
     ideal = source.resize(view, Image.Resampling.LANCZOS)
     assert max(ImageStat.Stat(ImageChops.difference(decoded(prepared), ideal)).mean) < 1
+
+
+def test_a_whole_reduced_decode_just_under_the_view_is_still_sent_as_it_is(jpeg_decodes):
+    """4000 x 3000 at 1/8 is exactly 500 x 375, 2.3% under the 512 x 384 view at "low", same bill: sent as is."""
+    data = encode(Image.radial_gradient("L").resize((4000, 3000)).convert("RGB"), "JPEG", quality=95)
+    prepared = prepare_image(data, "low")
+    assert jpeg_decodes == [(500, 375)] and (prepared.width, prepared.height) == (500, 375)
 
 
 def test_reading_text_at_high_decodes_a_jpeg_in_full(jpeg_decodes):

@@ -239,6 +239,13 @@ def prepare_image(
                 # Only for a model: the offline engine reads every pixel itself and gets the detail's size.
                 tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
                 least = HIGH_DRAFT_HEADROOM if detail == "high" else 1 - tolerance
+                scale = _draft_scale(im.size, stored, least)
+                if least < 1 and (im.width % scale or im.height % scale):
+                    # A decode whose size was rounded up (4000 x 2250 at 1/8: 500 x 281.25) has a part-padding last
+                    # row or column: sent as it is, the image is stretched (28.7 dB against 34.4 filtered), and
+                    # filtered up to the view it was still 0.5-0.8 dB under the naive image. The next scale,
+                    # at least the view, filtered down, is not (benchmarks/README.md).
+                    least = 1.0
                 full = im.size
                 box = _draft(im, stored, max(full) if reads_text else least)  # reads_text: decoded in full
                 im.load()
@@ -253,10 +260,7 @@ def prepare_image(
         if frame.size != stored:
             shown = (frame.height, frame.width) if swaps else frame.size
             fits = frame.width <= stored[0] and frame.height <= stored[1]
-            # A decode whose size was rounded up (4000 x 2250 at 1/8: 500 x 281.25) has a part-padding last row
-            # or column: sent as it is, the image would be stretched (28.7 dB against 34.4 filtered). Such a
-            # decode is filtered to the exact view instead, a few percent up.
-            whole = box is None or tuple(box) == (0, 0, *frame.size)
+            whole = box is None or tuple(box) == (0, 0, *frame.size)  # so it is above; never send a stretched one
             if fits and whole and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
                 out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
             else:
@@ -292,9 +296,21 @@ def _draft(im: Image.Image, stored: tuple[int, int], least: float) -> tuple[int,
 
     Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded with no colour conversion
     either way (shared.imaging.resampling)."""
-    smallest = tuple(max(1, math.ceil(side * least)) for side in stored)
-    drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", smallest)
+    drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", _draft_request(stored, least))
     return drafted[1] if drafted else None
+
+
+def _draft_scale(size: tuple[int, int], stored: tuple[int, int], least: float) -> int:
+    """The divisor (1, 2, 4, 8) ``_draft`` will have libjpeg decode a ``size`` JPEG at: Pillow's own rule."""
+    smallest = _draft_request(stored, least)
+    ratio = min(size[0] // smallest[0], size[1] // smallest[1])
+    return next((scale for scale in (8, 4, 2) if ratio >= scale), 1)
+
+
+def _draft_request(stored: tuple[int, int], least: float) -> tuple[int, int]:
+    """The smallest decode ``least`` times ``stored`` allows: the size ``Image.draft`` is asked for."""
+    width, height = (max(1, math.ceil(side * least)) for side in stored)
+    return width, height
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -14,7 +14,8 @@ keeps to checking, decoding, orienting and encoding.
 * **JPEGs by planes** (:func:`shrink_planes`): nearly every JPEG stores luma and chroma (YCbCr), so
   libjpeg hands over the planes unconverted (:func:`decodes_as_ycbcr`), luma, which carries every edge
   and every letter, and chroma are each filtered once, straight to the resolution the JPEG we send will
-  store them at, and the encoder takes YCbCr back with no conversion. With Pillow's filters, 12 MP photos
+  store them at (full size for an odd side, whose last half sample is padding: the encoder averages it),
+  and the encoder takes YCbCr back with no conversion. With Pillow's filters, 12 MP photos
   at ``high`` (4:2:0): 4.7x the naive preparation against 3.6x shrinking RGB, as faithful (within 0.1 dB
   of the service's view; benchmarks/README.md).
 * **Chroma resolution** (``subsampling``): "4:2:0", half-size chroma, is what JPEGs usually store and
@@ -121,21 +122,22 @@ def shrink_planes(
 ) -> Image.Image:
     """A YCbCr ``frame`` resized to ``size``, each plane with ``resample``, chroma as ``subsampling`` keeps it.
 
-    At 4:4:4 every plane goes to ``size``. At 4:2:0 the chroma planes go to half ``size`` (rounded up,
-    as libjpeg does) and each sample is repeated 2x2: the encoder's 2x2 average turns that back into
-    exactly the half-size plane, so chroma is resampled once, at the resolution it will be stored at,
-    instead of at full size and then averaged by the encoder.
+    At 4:4:4 every plane goes to ``size``. At 4:2:0 the chroma planes go to half ``size`` and each sample is
+    repeated 2x2: the encoder's 2x2 average turns that back into exactly the half-size plane, so chroma is
+    resampled once, at the resolution it will be stored at, instead of at full size and then averaged by
+    the encoder. Except for an odd side, which ends in half a chroma sample of padding: there the chroma
+    stays at full size for the encoder to average, as the naive image's is (the half-size plane stretched
+    over the padding was up to a pixel off at the far edge: -0.3 to -0.5 dB on colour).
     """
     if subsampling not in SUBSAMPLINGS:
         raise ValueError(f"subsampling must be one of {SUBSAMPLINGS}; got {subsampling!r}")
     width, height = size
     luma, blue, red = frame.split()  # one pass; three getchannel calls cost twice as much
     luma = resize(luma, size, resample, box=box)
-    if subsampling == "4:4:4":
+    if subsampling == "4:4:4" or width % 2 or height % 2:  # odd: full-size chroma, for the encoder to average
         return Image.merge("YCbCr", (luma, resize(blue, size, resample, box=box), resize(red, size, resample, box=box)))
-    half = ((width + 1) // 2, (height + 1) // 2)
+    half = (width // 2, height // 2)
     blue, red = (
-        resize(plane, half, resample, box=box).resize(size, Image.Resampling.NEAREST, box=(0, 0, width / 2, height / 2))
-        for plane in (blue, red)
+        resize(plane, half, resample, box=box).resize(size, Image.Resampling.NEAREST) for plane in (blue, red)
     )
     return Image.merge("YCbCr", (luma, blue, red))
