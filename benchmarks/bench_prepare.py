@@ -275,23 +275,23 @@ def time_kind(
 
 
 def pages_found(paths: list[Path], detail: str) -> int:
-    """How many of the images ``prepare_image`` took for pages (and so decoded again in full)."""
-    verdicts: list[bool] = []
-    look = imaging.looks_sharp_edged
+    """How many of the images ``prepare_image`` took for pages and so decoded again in full (opened twice)."""
+    opened: list[str] = []
+    real_open = imaging.open_image
 
-    def spy(image: Image.Image) -> bool:
-        verdicts.append(look(image))
-        return verdicts[-1]
+    def spy(*args, **kwargs):
+        opened.append(args[1])
+        return real_open(*args, **kwargs)
 
-    imaging.looks_sharp_edged = spy
+    imaging.open_image = spy
     try:
         found = 0
         for path in paths:
-            verdicts.clear()
+            opened.clear()
             ours(path.read_bytes(), detail)
-            found += any(verdicts)
+            found += len(opened) > 1
     finally:
-        imaging.looks_sharp_edged = look
+        imaging.open_image = real_open
     return found
 
 

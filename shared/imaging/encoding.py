@@ -65,11 +65,13 @@ BASE_TABLES: tuple[tuple[int, ...], tuple[int, ...]] = (
 
 @dataclass(frozen=True)
 class JpegEncoding:
-    """How one JPEG is quantised: a libjpeg quality, or explicit tables; and its chroma subsampling."""
+    """How one JPEG is quantised: a libjpeg quality, or explicit tables (the view's, at ``scale``); and its
+    chroma subsampling."""
 
     subsampling: str
     quality: int | None = None
     tables: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    scale: float | None = None
 
     @property
     def save_options(self) -> dict:
@@ -87,8 +89,13 @@ def view_encoding(service_shrink: float, jpeg_quality: int) -> JpegEncoding:
         if service_shrink < below:
             if scale is None:
                 return JpegEncoding(subsampling, quality=jpeg_quality)
-            return JpegEncoding(subsampling, tables=view_tables(scale, jpeg_quality))
+            return view_tables_encoding(scale, jpeg_quality, subsampling)
     raise AssertionError("not reached: the last step of VIEW_ENCODING has no upper bound")
+
+
+def view_tables_encoding(scale: float, jpeg_quality: int, subsampling: str = "4:4:4") -> JpegEncoding:
+    """The view's tables at ``scale`` (the caller's ``jpeg_quality`` a floor), as an encoding."""
+    return JpegEncoding(subsampling, tables=view_tables(scale, jpeg_quality), scale=scale)
 
 
 @functools.cache  # a handful of (scale, quality) pairs in a process; built once each, not per image (~0.2 ms)

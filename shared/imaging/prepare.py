@@ -52,8 +52,9 @@ from typing import NamedTuple
 from PIL import Image
 
 from shared.errors import ImageTooLarge, InvalidParameter
+from shared.imaging.byte_budget import best_within, naive_bytes, refit_scale
 from shared.imaging.content import looks_sharp_edged
-from shared.imaging.encoding import VIEW_MIN_SHRINK, view_encoding
+from shared.imaging.encoding import VIEW_MIN_SHRINK, JpegEncoding, view_encoding, view_tables_encoding
 from shared.imaging.formats import sniff_or_raise
 from shared.imaging.pillow_errors import open_image, pillow_errors
 from shared.imaging.resampling import decodes_as_ycbcr, shrink
@@ -231,6 +232,8 @@ def prepare_image(
         # Work in stored orientation until the end: rotating the small result is cheaper.
         swaps = orientation in _SWAPS_SIDES
         stored = (out_h, out_w) if swaps else (out_w, out_h)
+        budget = None  # the naive image's bytes, where the view is sent with its own tables
+        page = True if reads_text else None  # text or line art: the caller says so, or a look at the decode does
         with pillow_errors(fmt, limit=limit):
             box = None
             if fmt == "JPEG" and stored != im.size:
@@ -249,11 +252,13 @@ def prepare_image(
                 full = im.size
                 box = _draft(im, stored, max(full) if reads_text else least)  # reads_text: decoded in full
                 im.load()
-                if im.size != full and looks_sharp_edged(im):
-                    # A page sent with no text task: the reduced decode is blocky on its glyphs, so it is
-                    # decoded again, in full, as for reading text (shared.imaging.content).
-                    im = open_image(data, fmt, limit)
-                    box = _draft(im, stored, max(full))
+                if im.size != full:
+                    page = looks_sharp_edged(im)
+                    if page:
+                        # A page sent with no text task: the reduced decode is blocky on its glyphs, so it is
+                        # decoded again, in full, as for reading text (shared.imaging.content).
+                        im = open_image(data, fmt, limit)
+                        box = _draft(im, stored, max(full))
             im.load()
             frame = im if im.mode == "YCbCr" else _normalise(im)
 
@@ -264,21 +269,30 @@ def prepare_image(
             if fits and whole and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
                 out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
             else:
+                if encoding.scale is not None and not (looks_sharp_edged(frame) if page is None else page):
+                    # A photo's view, with its own tables: its bytes are fitted to the naive image's, image by
+                    # image. Not a page's: at half the naive image's bytes it is already over its view.
+                    naive_stored = (naive_h, naive_w) if swaps else (naive_w, naive_h)
+                    budget = naive_bytes(frame, box, naive_stored, jpeg_quality)
                 frame = shrink(frame, stored, box, subsampling=encoding.subsampling)
         if frame.mode != "YCbCr":
             frame = _flatten(frame)
         if orientation in _TRANSPOSE:
             frame = frame.transpose(_TRANSPOSE[orientation])
         frame.info = {}  # strip comments and anything else the encoder might copy
-        buffer = io.BytesIO()
         # At the naive image's own size only the encoder sets the two apart: Huffman tables fitted to the image,
         # as the naive path has, keep ours from being the larger (by ~1%). Smaller sizes are far smaller already,
         # and there the second pass would cost 10-15% of the preparation.
         optimize = (out_w, out_h) == (naive_w, naive_h)
-        frame.save(buffer, "JPEG", **encoding.save_options, optimize=optimize)
+        sent = _encoded(frame, encoding, optimize)
+        if budget is not None and (scale := refit_scale(encoding.scale, len(sent), budget)) is not None:
+            # Far under the naive image's bytes (grain: the naive image pays for what the service throws away)
+            # or over them: once more, at the scale that should land at TARGET of them (shared.imaging.byte_budget).
+            refitted = view_tables_encoding(scale, jpeg_quality, encoding.subsampling)
+            sent = best_within(sent, _encoded(frame, refitted, optimize), budget)
 
     return PreparedImage(
-        data=buffer.getvalue(),
+        data=sent,
         width=out_w,
         height=out_h,
         original_width=width,
@@ -288,6 +302,12 @@ def prepare_image(
         estimated_tokens=billed,  # a reduced decode is sent as it is only when it bills the same
         model=model,
     )
+
+
+def _encoded(frame: Image.Image, encoding: JpegEncoding, optimize: bool) -> bytes:
+    buffer = io.BytesIO()
+    frame.save(buffer, "JPEG", **encoding.save_options, optimize=optimize)
+    return buffer.getvalue()
 
 
 def _draft(im: Image.Image, stored: tuple[int, int], least: float) -> tuple[int, int, int, int] | None:

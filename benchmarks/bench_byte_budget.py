@@ -1,0 +1,83 @@
+"""The view at ``high`` fitted to the naive image's bytes, image by image (``shared.imaging.byte_budget``).
+
+Why: the ladder of tables (``VIEW_ENCODING``) is set by the service's shrink alone and tuned on the photo with
+the most fine detail, so smooth photos and, most of all, grainy ones came in far under the naive image's bytes,
+and grain under its view. This prints, per image, the naive image (KB / PSNR dB / SSIM of the service's view
+against the ideal), the view with the ladder's tables only, the view as sent (refitted where the ladder was far
+under the estimate), how far the estimate was from the naive image's real bytes, and what the estimate cost.
+
+Run from the repository root (after ``bench_prepare.py`` has built ``benchmarks/.data/``, ~1 minute)::
+
+    .venv/bin/python benchmarks/bench_byte_budget.py [--images coffee_12mp.jpg,chelsea_12mp_grain.jpg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_prepare import DATA, MODEL, baseline, ideal, psnr, ssim  # noqa: E402
+
+from shared.imaging import byte_budget  # noqa: E402
+from shared.imaging import prepare as imaging  # noqa: E402
+from shared.tokens import service_view  # noqa: E402
+
+IMAGES = ",".join(
+    f"{stem}_12mp{suffix}"
+    for suffix in (".jpg", "_grain.jpg")
+    for stem in ("coffee", "astronaut", "hubble_deep_field", "chelsea")
+) + ",coffee_4000x2250.jpg,astronaut_4000x2667.jpg,coffee_3000x3000.jpg,coffee_12mp.png,hubble_deep_field_12mp.png"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", default=IMAGES, help="images in benchmarks/.data")
+    args = parser.parse_args()
+    print("| image | naive | ladder only | sent | estimate / naive bytes | estimate ms |")
+    print("|---|---|---|---|---|---|")
+    for name in args.images.split(","):
+        data = (DATA / name).read_bytes()
+        naive, naive_size = baseline(data, "high")
+        reference = ideal(data, service_view(*naive_size, "high", MODEL))
+        estimates: list[tuple[float | None, float]] = []
+        real = imaging.naive_bytes
+
+        def timed(*arguments, real=real, estimates=estimates):
+            started = time.perf_counter()
+            estimate = real(*arguments)
+            estimates.append((estimate, time.perf_counter() - started))
+            return estimate
+
+        imaging.naive_bytes = timed
+        try:
+            sent = imaging.prepare_image(data, "high", model=MODEL).data
+        finally:
+            imaging.naive_bytes = real
+        imaging.naive_bytes = lambda *arguments: None  # the ladder's tables, as before the byte budget
+        try:
+            ladder = imaging.prepare_image(data, "high", model=MODEL).data
+        finally:
+            imaging.naive_bytes = real
+        cells = [_cell(encoded, naive, reference) for encoded in (naive, ladder, sent)]
+        estimate, seconds = estimates[0] if estimates else (None, 0.0)
+        accuracy = f"{estimate / len(naive):.3f}" if estimate else "none"
+        print(f"| {name} | " + " | ".join(cells) + f" | {accuracy} | {seconds * 1000:.1f} |", flush=True)
+    print(f"\nREFIT_BELOW {byte_budget.REFIT_BELOW}, TARGET {byte_budget.TARGET}, CEILING {byte_budget.CEILING}; "
+          "cells: KB (share of the naive image's bytes) / PSNR dB / SSIM")
+
+
+def _cell(encoded: bytes, naive: bytes, reference: Image.Image) -> str:
+    return (f"{len(encoded) / 1024:.0f} ({len(encoded) / len(naive):.2f}) / {psnr(encoded, reference):.1f} / "
+            f"{ssim(encoded, reference):.4f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""How many bytes the view may take: about what the naive image would have, measured on a sample of it.
+
+Why: the view's tables (:mod:`shared.imaging.encoding`) are set by the service's shrink alone, at the finest
+scale that keeps the photo with the most fine detail (the Hubble deep field) within 95% of the naive image's
+bytes. Other photos then came in far under: smooth ones at 71-85% of the naive image's bytes, grainy ones at
+56-64%, where the naive image pays for grain the service throws away. So grain stayed 1-3 dB under the naive
+image's view, image by image, with a third of the bytes unspent. (Pages are left out: at half the naive
+image's bytes their view is already over the naive image's.) Here the naive image's bytes are measured
+instead, for each image: every sixteenth band of 16 rows of the decode, at the naive image's scale, and
+encoded as the naive image would be (4:2:0 at the caller's quality, Huffman tables fitted): 6% under to 3% over
+the naive image's real size on the benchmark's photos, for ~2 ms. :func:`shared.imaging.prepare.prepare_image`
+then encodes the view again, once, at the scale that should land at ``TARGET`` of that, when the first
+encoding is off by much (:func:`refit_scale`), and keeps whichever of the two is the finer within ``CEILING``.
+
+The arithmetic is pure; :func:`naive_bytes` reads pixels and encodes, with no I/O.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+
+from PIL import Image
+
+from shared.imaging.resampling import FILTER, resize
+
+#: The sample of the naive image: bands of this many rows (two JPEG blocks of 4:2:0), one band in every so many.
+BAND_ROWS = 16
+BAND_EVERY = 16
+#: A decode within this share of the naive image's width (the 1/2 decode of a 12 MP photo: 2000 against 2048)
+#: is sampled as it is (:func:`naive_bytes`).
+NEAR_SCALE = 0.05
+#: What share of the naive image's bytes a re-encoded view aims at, and the most it may take. On the benchmark's
+#: photos the estimate is 6% under (smooth) to 3% over (grain) the naive image's real bytes; 0.95 keeps a view
+#: under them through that error, and aiming at 0.9 leaves room for the scale's guess (below) to be off by 5%.
+TARGET = 0.9
+CEILING = 0.95
+#: A first encoding from 0.8 to 0.95 of the estimate is kept: a second encoding there buys little fidelity.
+REFIT_BELOW = 0.8
+#: How the view's bytes go with the scale of its tables: bytes ~ scale ** -BYTES_EXPONENT (0.56-0.66 measured on
+#: photos, grainy and smooth, between scales 0.13 and 0.033: benchmarks/README.md).
+BYTES_EXPONENT = 0.6
+
+
+def naive_bytes(frame: Image.Image, box: tuple[float, float, float, float] | None, naive_size: tuple[int, int],
+                jpeg_quality: int) -> float | None:
+    """An estimate of the naive image's JPEG bytes: ``frame`` (the decode, whose ``box`` is the whole image)
+    at ``naive_size``, 4:2:0 at ``jpeg_quality``, optimised. None for an image too short to sample, or decoded
+    under the naive size (a 3000 x 3000 photo's 1/2 decode is 1500 x 1500, for 2048 x 2048): those keep the
+    view's tables as the service's shrink sets them.
+
+    A decode within ``NEAR_SCALE`` of the naive size (a 12 MP photo's 1/2 decode: 2000 x 1500 for 2048 x 1536)
+    is taken for the naive image itself, the same detail in a few percent fewer pixels: its bands are cut
+    and encoded as they are (~2 ms). A larger one (a full decode: PNG, a page) has each band filtered to
+    the naive scale, ~1 ms a band, little beside decoding it in full."""
+    naive_width, naive_height = naive_size
+    left, top, right, bottom = box or (0, 0, *frame.size)
+    if right - left < (1 - NEAR_SCALE) * naive_width:
+        return None
+    near = right - left <= (1 + NEAR_SCALE) * naive_width
+    rows_per_row = (bottom - top) / naive_height
+    band_height = round(BAND_ROWS * rows_per_row) if near else BAND_ROWS
+    starts = range(0, (round(bottom - top) if near else naive_height) - band_height + 1, band_height * BAND_EVERY)
+    if len(starts) < 2:
+        return None
+    sample_width = round(right - left) if near else naive_width
+    sample = Image.new(_encodable(frame.mode), (sample_width, band_height * len(starts)))
+    for index, start in enumerate(starts):
+        if near:
+            band = frame.crop((round(left), round(top) + start, round(right), round(top) + start + band_height))
+        else:
+            band_box = (left, top + start * rows_per_row, right, top + (start + BAND_ROWS) * rows_per_row)
+            band = _band(frame, band_box, (naive_width, BAND_ROWS))
+        sample.paste(band if band.mode == sample.mode else band.convert(sample.mode), (0, index * band_height))
+    header = _header_size(sample.mode, jpeg_quality)
+    whole_rows = (bottom - top) if near else naive_height
+    return header + (_jpeg_size(sample, jpeg_quality) - header) * whole_rows / sample.height
+
+
+def refit_scale(scale: float, sent_bytes: int, budget: float) -> float | None:
+    """The tables' scale to encode the view at again, having taken ``sent_bytes`` at ``scale`` against a
+    ``budget`` of the naive image's bytes: finer under ``REFIT_BELOW`` of it, coarser over all of it; None
+    in between, where the first encoding is kept (coarsening a view the estimate puts at 0.95-1.0 of the
+    naive image would often be the estimate's error, not the view's bytes)."""
+    share = sent_bytes / budget
+    if REFIT_BELOW <= share <= 1:
+        return None
+    return float(f"{scale * (share / TARGET) ** (1 / BYTES_EXPONENT):.2g}")  # two digits: view_tables is cached
+
+
+def best_within(first: bytes, refitted: bytes, budget: float) -> bytes:
+    """The refitted encoding if it is within ``CEILING`` of the budget or smaller than the first; else the
+    first. A finer refit that overshoots is dropped; a coarser one is taken."""
+    return refitted if len(refitted) <= CEILING * budget or len(refitted) < len(first) else first
+
+
+def _band(frame: Image.Image, box: tuple[float, float, float, float], size: tuple[int, int]) -> Image.Image:
+    """``box`` of ``frame`` filtered to ``size``. YCbCr goes through the filter as if it were RGB (each plane
+    alike), so fast_image_resize takes it: Pillow's own filter on YCbCr took ~1.5 ms a band."""
+    if frame.mode != "YCbCr":
+        return resize(frame, size, FILTER, box=box)
+    support = 3 * max(1.0, (box[3] - box[1]) / size[1])  # LANCZOS reads 3 of its scaled taps each side
+    top = max(0, math.floor(box[1] - support))
+    bottom = min(frame.height, math.ceil(box[3] + support))
+    rows = frame.crop((0, top, frame.width, bottom))
+    band = resize(Image.frombytes("RGB", rows.size, rows.tobytes()), size, FILTER,
+                  box=(box[0], box[1] - top, box[2], min(box[3] - top, rows.height)))
+    return Image.frombytes("YCbCr", band.size, band.tobytes())
+
+
+def _encodable(mode: str) -> str:
+    return mode if mode in ("L", "RGB", "YCbCr") else "RGB"
+
+
+@functools.cache
+def _header_size(mode: str, jpeg_quality: int) -> int:
+    """The bytes of an 8 x 8 JPEG: its tables and markers, which a sample pays once, as the image does."""
+    return _jpeg_size(Image.new(mode, (8, 8)), jpeg_quality)
+
+
+def _jpeg_size(image: Image.Image, jpeg_quality: int) -> int:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=jpeg_quality, subsampling="4:2:0", optimize=True)
+    return buffer.tell()

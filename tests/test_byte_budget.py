@@ -1,0 +1,174 @@
+"""The view's bytes fitted to the naive image's (shared.imaging.byte_budget): the estimate, the refit, the choice,
+and what a grainy photo at "high" gets from them."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image, ImageChops, ImageDraw, ImageOps
+
+from shared.imaging import byte_budget as budget
+from shared.imaging import prepare_image
+from shared.imaging.encoding import VIEW_ENCODING, view_encoding
+from tests.conftest import IMAGES, encode, psnr
+
+
+def photo(size=(4000, 3000), grain: float = 0) -> Image.Image:
+    """A corpus photo fitted to ``size``, with sensor-like grain of standard deviation ``grain``."""
+    with Image.open(IMAGES / "coffee.png") as source:
+        fitted = ImageOps.fit(source.convert("RGB"), size, Image.Resampling.LANCZOS)
+    if not grain:
+        return fitted
+    noise = Image.effect_noise(size, grain).convert("RGB")
+    return ImageChops.add(fitted, noise, scale=1.0, offset=-128)
+
+
+def naive_jpeg(data: bytes) -> bytes:
+    """The naive image: full decode, LANCZOS to 2048 px on the long side, q85, Huffman tables fitted."""
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+    ratio = 2048 / max(rgb.size)
+    naive = rgb.resize((int(rgb.width * ratio), int(rgb.height * ratio)), Image.Resampling.LANCZOS)
+    return encode(naive, "JPEG", quality=85, optimize=True)
+
+
+@pytest.fixture(scope="module")
+def grainy_jpeg() -> bytes:
+    return encode(photo(grain=10), "JPEG", quality=90)
+
+
+def reduced_decode(data: bytes, scale: int) -> tuple[Image.Image, tuple[float, float, float, float]]:
+    image = Image.open(io.BytesIO(data))
+    mode_box = image.draft("YCbCr", (image.width // scale, image.height // scale))
+    image.load()
+    return image, mode_box[1]
+
+
+# --- the estimate ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grain", [0, 10])
+def test_the_estimate_from_a_reduced_decode_is_near_the_naive_images_bytes(grain):
+    """A 12 MP photo's 1/2 decode (2000 x 1500) is taken for the naive image (2048 x 1536) itself."""
+    data = encode(photo(grain=grain), "JPEG", quality=90)
+    frame, box = reduced_decode(data, 2)
+    assert frame.size == (2000, 1500)
+    estimate = budget.naive_bytes(frame, box, (2048, 1536), 85)
+    assert estimate == pytest.approx(len(naive_jpeg(data)), rel=0.08)
+
+
+def test_the_estimate_from_a_full_decode_filters_its_bands_to_the_naive_scale():
+    """A PNG is decoded in full (4000 x 3000): each band is filtered to the naive scale first."""
+    image = photo(grain=6)
+    estimate = budget.naive_bytes(image, None, (2048, 1536), 85)
+    assert estimate == pytest.approx(len(naive_jpeg(encode(image, "PNG"))), rel=0.08)
+    unfiltered = budget.naive_bytes(image, None, (4000, 3000), 85)  # the same image taken at its own size
+    assert unfiltered > 1.5 * estimate
+
+
+def test_the_estimate_follows_the_callers_quality():
+    frame, box = reduced_decode(encode(photo(grain=4), "JPEG", quality=90), 2)
+    assert budget.naive_bytes(frame, box, (2048, 1536), 60) < 0.7 * budget.naive_bytes(frame, box, (2048, 1536), 85)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
+def test_the_estimate_takes_every_mode_a_decode_comes_in(mode):
+    image = photo((2048, 1536)).convert(mode)
+    assert budget.naive_bytes(image, None, (2048, 1536), 85) > 10_000
+
+
+def test_no_estimate_for_a_decode_under_the_naive_size_or_too_short_to_sample():
+    """Blown up to the naive size in one pass, a sample came out 25-30% over: such decodes keep the ladder."""
+    assert budget.naive_bytes(photo((1500, 1500)), None, (2048, 2048), 85) is None
+    assert budget.naive_bytes(photo((2048, 200)), None, (2048, 200), 85) is None  # under two bands
+
+
+# --- the refit and the choice ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("share", [budget.REFIT_BELOW, 0.9, 1.0])
+def test_a_first_encoding_near_the_budget_is_kept(share):
+    assert budget.refit_scale(0.085, round(share * 100_000), 100_000) is None
+
+
+def test_a_view_far_under_the_budget_is_refitted_finer_and_one_over_it_coarser():
+    finer = budget.refit_scale(0.085, 56_000, 100_000)  # grain: 56% of the naive image's bytes
+    coarser = budget.refit_scale(0.085, 110_000, 100_000)
+    assert finer < 0.085 < coarser
+    # bytes ~ scale ** -0.6: 0.56 -> 0.9 of the budget wants the scale times (0.56 / 0.9) ** (1 / 0.6)
+    assert finer == pytest.approx(0.085 * (0.56 / budget.TARGET) ** (1 / budget.BYTES_EXPONENT), rel=0.05)
+    assert len(repr(finer).rstrip("0").split(".")[1].lstrip("0")) <= 2  # two significant digits: cached tables
+
+
+def test_a_refit_is_kept_within_the_ceiling_and_dropped_past_it_unless_smaller():
+    first, inside, past = b"x" * 60, b"x" * 90, b"x" * 99
+    assert budget.best_within(first, inside, 100) is inside
+    assert budget.best_within(first, past, 100) is first  # a finer refit that overshot
+    assert budget.best_within(b"x" * 120, b"x" * 105, 100) == b"x" * 105  # over anyway: the smaller
+
+
+# --- what a photo at "high" gets -------------------------------------------------------------------------
+
+
+def test_a_grainy_photo_spends_up_to_the_naive_images_bytes_and_sees_at_least_as_much(grainy_jpeg):
+    """The ladder alone left grain at 56-64% of the naive image's bytes and 1-3 dB under its view."""
+    view = (1024, 768)
+    with Image.open(io.BytesIO(grainy_jpeg)) as image:
+        ideal = image.convert("RGB").resize(view, Image.Resampling.LANCZOS)
+    naive = naive_jpeg(grainy_jpeg)
+    with Image.open(io.BytesIO(naive)) as image:
+        naive_view = image.convert("RGB").resize(view, Image.Resampling.LANCZOS)
+    prepared = prepare_image(grainy_jpeg, "high")
+    assert (prepared.width, prepared.height) == view
+    assert 0.75 * len(naive) < len(prepared.data) <= len(naive)
+    with Image.open(io.BytesIO(prepared.data)) as sent:
+        assert psnr(sent, ideal) >= psnr(naive_view, ideal)
+
+
+def test_the_refit_changes_only_the_tables(grainy_jpeg, monkeypatch):
+    """Refitted or not, the same pixels are sent at the same size and bill; the refit is finer, not coarser."""
+    refitted = prepare_image(grainy_jpeg, "high")
+    monkeypatch.setattr(budget, "REFIT_BELOW", 0.0)
+    first = prepare_image(grainy_jpeg, "high")
+    assert (first.width, first.height, first.estimated_tokens) == (
+        refitted.width, refitted.height, refitted.estimated_tokens
+    )
+    assert len(refitted.data) > 1.2 * len(first.data)
+    step = view_encoding(2, 85)
+    assert step.scale == next(scale for below, scale, _ in VIEW_ENCODING if below > 2)
+    with Image.open(io.BytesIO(first.data)) as image:
+        assert [list(table) for table in image.quantization.values()] == list(map(list, step.tables))
+    with Image.open(io.BytesIO(refitted.data)) as image:
+        assert sum(image.quantization[0]) < sum(step.tables[0])
+
+
+def test_a_smooth_photo_near_its_budget_is_encoded_once(monkeypatch):
+    """Smooth photos land at 80-95% of the estimate with the ladder's tables: no second encoding."""
+    encodings: list[int] = []
+    real = Image.Image.save
+
+    def save(self, fp, format=None, **params):
+        if "qtables" in params:
+            encodings.append(1)
+        return real(self, fp, format, **params)
+
+    data = encode(photo(), "JPEG", quality=90)
+    monkeypatch.setattr(Image.Image, "save", save)
+    prepare_image(data, "high")
+    assert encodings == [1]
+
+
+@pytest.mark.parametrize("reads_text", [False, True])
+def test_a_page_keeps_the_ladders_tables(reads_text, monkeypatch):
+    """A text page's view is already over the naive image's at half its bytes (42.9 against 40.5 dB in 432
+    KB against 813): it is not fitted to the naive image's bytes, whether the caller reads text or not."""
+    page = Image.new("RGB", (4000, 3000), (250, 248, 240))
+    draw = ImageDraw.Draw(page)
+    for y in range(60, 2940, 46):
+        draw.text((80, y), "invoice total 1234.56 EUR due 07/2025 " * 5, fill=(20, 20, 30), font_size=34)
+    estimated: list[float | None] = []
+    real = budget.naive_bytes
+    monkeypatch.setattr("shared.imaging.prepare.naive_bytes", lambda *args: estimated.append(real(*args)))
+    prepared = prepare_image(encode(page, "JPEG", quality=90), "high", reads_text=reads_text)
+    assert estimated == [] and (prepared.width, prepared.height) == (1024, 768)
