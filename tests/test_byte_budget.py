@@ -172,3 +172,27 @@ def test_a_page_keeps_the_ladders_tables(reads_text, monkeypatch):
     monkeypatch.setattr("shared.imaging.prepare.naive_bytes", lambda *args: estimated.append(real(*args)))
     prepared = prepare_image(encode(page, "JPEG", quality=90), "high", reads_text=reads_text)
     assert estimated == [] and (prepared.width, prepared.height) == (1024, 768)
+
+
+def test_a_rotated_photo_is_estimated_in_its_stored_orientation(grainy_jpeg, monkeypatch):
+    """EXIF orientation 6: stored 4000 x 3000, shown 3000 x 4000. The decode is in stored orientation, so the
+    naive size it is measured against must be too (2048 x 1536), or the sample would be filtered to the wrong
+    shape."""
+    with Image.open(io.BytesIO(grainy_jpeg)) as image:
+        exif = Image.Exif()
+        exif[0x0112] = 6
+        rotated = encode(image, "JPEG", quality=90, exif=exif.tobytes())
+    calls: list[tuple[tuple[int, int], float | None]] = []
+    real = budget.naive_bytes
+
+    def spy(frame, box, naive_size, quality):
+        calls.append((naive_size, real(frame, box, naive_size, quality)))
+        return calls[-1][1]
+
+    monkeypatch.setattr("shared.imaging.prepare.naive_bytes", spy)
+    prepared = prepare_image(rotated, "high")
+    assert (prepared.width, prepared.height) == (768, 1024)
+    [(naive_size, estimate)] = calls
+    assert naive_size == (2048, 1536)
+    assert estimate == pytest.approx(len(naive_jpeg(grainy_jpeg)), rel=0.08)
+    assert len(prepared.data) <= len(naive_jpeg(grainy_jpeg))
