@@ -8,7 +8,8 @@ under the estimate), how far the estimate was from the naive image's real bytes,
 
 Run from the repository root (after ``bench_prepare.py`` has built ``benchmarks/.data/``, ~1 minute)::
 
-    .venv/bin/python benchmarks/bench_byte_budget.py [--images coffee_12mp.jpg,chelsea_12mp_grain.jpg]
+    .venv/bin/python benchmarks/bench_byte_budget.py [--images coffee_12mp.jpg,hubble_deep_field_12mp.jpg]
+    .venv/bin/python benchmarks/bench_byte_budget.py --model gpt-4.1-mini   # the patch family
 """
 
 from __future__ import annotations
@@ -40,13 +41,14 @@ IMAGES = ",".join(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default=IMAGES, help="images in benchmarks/.data")
+    parser.add_argument("--model", default=MODEL, help="the model (family) the view is of")
     args = parser.parse_args()
     print("| image | naive | ladder only | sent | estimate / naive bytes | estimate ms |")
     print("|---|---|---|---|---|---|")
     for name in args.images.split(","):
         data = (DATA / name).read_bytes()
         naive, naive_size = baseline(data, "high")
-        reference = ideal(data, service_view(*naive_size, "high", MODEL))
+        reference = ideal(data, service_view(*naive_size, "high", args.model))
         estimates: list[tuple[float | None, float]] = []
         real = imaging.naive_bytes
 
@@ -58,12 +60,12 @@ def main() -> None:
 
         imaging.naive_bytes = timed
         try:
-            sent = imaging.prepare_image(data, "high", model=MODEL).data
+            sent = imaging.prepare_image(data, "high", model=args.model).data
         finally:
             imaging.naive_bytes = real
         imaging.naive_bytes = lambda *arguments: None  # the ladder's tables, as before the byte budget
         try:
-            ladder = imaging.prepare_image(data, "high", model=MODEL).data
+            ladder = imaging.prepare_image(data, "high", model=args.model).data
         finally:
             imaging.naive_bytes = real
         cells = [_cell(encoded, naive, reference) for encoded in (naive, ladder, sent)]

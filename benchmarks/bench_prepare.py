@@ -298,7 +298,7 @@ def pages_found(paths: list[Path], detail: str) -> int:
 def peak_rss_mib(path: Path, detail: str, pipeline: str) -> float:
     """Max-RSS growth (MiB) of one call in a fresh interpreter."""
     probe = subprocess.run(
-        [sys.executable, __file__, "--probe", pipeline, str(path), detail],
+        [sys.executable, __file__, "--model", MODEL, "--probe", pipeline, str(path), detail],
         check=True,
         capture_output=True,
         text=True,
@@ -333,10 +333,12 @@ def _probe(pipeline: str, path: str, detail: str) -> None:
 
 
 def main() -> None:
+    global MODEL
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per image and pipeline")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS subprocesses")
     parser.add_argument("--only", metavar="TEXT", help="run only the input kinds whose name contains TEXT")
+    parser.add_argument("--model", default=MODEL, help="the model (family) ours prepares for and the views are of")
     parser.add_argument(
         "--resample",
         choices=[f.name for f in Image.Resampling],
@@ -359,6 +361,7 @@ def main() -> None:
     )
     parser.add_argument("--probe", nargs=3, metavar=("PIPELINE", "PATH", "DETAIL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    MODEL = args.model  # ours and the service's view of both pipelines' outputs
     if args.probe:
         _probe(*args.probe)
         return
@@ -376,7 +379,7 @@ def main() -> None:
     if args.rgb_jpeg:
         imaging.decodes_as_ycbcr = lambda image: False  # every JPEG decoded and shrunk as RGB
     print(
-        f"Python {platform.python_version()}, Pillow {Image.__version__}, {platform.machine()}, "
+        f"Python {platform.python_version()}, Pillow {Image.__version__}, {platform.machine()}, model {MODEL}, "
         f"repeat={args.repeat}, filter {args.resample or 'LANCZOS (fast_image_resize)'}, "
         f"JPEGs {'as RGB' if args.rgb_jpeg else 'by planes'}, "
         f"the view {args.view_subsampling or '4:4:4'} with its tables at scale {encoding.VIEW_ENCODING[1][1]}-"
