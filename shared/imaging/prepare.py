@@ -33,6 +33,10 @@ Decisions, and why:
   cost: :mod:`shared.imaging.resampling`. The size is the service's own view (or a whole reduced decode a few
   percent under it at the same bill; or the naive size, where the service's shrink of it would be small),
   so the bill is never higher than with a full decode.
+* **The view's bytes fitted to the naive image's**: sent at the view with its own tables
+  (:mod:`shared.imaging.encoding`), a photo that lands far under what the naive image would weigh (estimated
+  from a sample of the decode, :mod:`shared.imaging.byte_budget`) is encoded once more, finer: grain, which
+  the naive image pays for and the service throws away, gets those bytes back as fidelity.
 * **Always re-encode**, even a small JPEG: it strips EXIF (GPS positions, serial numbers), ICC and
   comments, and guarantees a baseline RGB JPEG.
 
@@ -246,8 +250,8 @@ def prepare_image(
                 # Only for a model: the offline engine reads every pixel itself and gets the detail's size.
                 tolerance = DRAFT_TOLERANCE[detail] if to_service_view else 0.0
                 least = HIGH_DRAFT_HEADROOM if detail == "high" else 1 - tolerance
-                scale = _draft_scale(im.size, stored, least)
-                if least < 1 and (im.width % scale or im.height % scale):
+                divisor = _draft_scale(im.size, stored, least)
+                if least < 1 and (im.width % divisor or im.height % divisor):
                     # A decode whose size was rounded up (4000 x 2250 at 1/8: 500 x 281.25) has a part-padding last
                     # row or column: sent as it is, the image is stretched (28.7 dB against 34.4 filtered), and
                     # filtered up to the view it was still 0.5-0.8 dB under the naive image. The next scale,
