@@ -196,3 +196,13 @@ def test_a_rotated_photo_is_estimated_in_its_stored_orientation(grainy_jpeg, mon
     assert naive_size == (2048, 1536)
     assert estimate == pytest.approx(len(naive_jpeg(grainy_jpeg)), rel=0.08)
     assert len(prepared.data) <= len(naive_jpeg(grainy_jpeg))
+
+
+def test_the_estimate_from_a_full_ycbcr_decode_filters_its_planes_alike():
+    """A 2400 x 1800 JPEG at "high" is decoded in full, as YCbCr planes (under 1.4x the view at 1/2): its
+    bands go through the filter as if they were RGB, each plane alike."""
+    data = encode(photo((2400, 1800), grain=8), "JPEG", quality=90)
+    frame, box = reduced_decode(data, 1)
+    assert (frame.mode, frame.size) == ("YCbCr", (2400, 1800))
+    estimate = budget.naive_bytes(frame, box, (2048, 1536), 85)
+    assert estimate == pytest.approx(len(naive_jpeg(data)), rel=0.08)
