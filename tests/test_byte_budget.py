@@ -9,6 +9,7 @@ import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageOps
 
 from shared.imaging import byte_budget as budget
+from shared.imaging import prepare as imaging
 from shared.imaging import prepare_image
 from shared.imaging.encoding import VIEW_ENCODING, view_encoding
 from tests.conftest import IMAGES, encode, psnr
@@ -81,7 +82,16 @@ def test_the_estimate_takes_every_mode_a_decode_comes_in(mode):
 def test_no_estimate_for_a_decode_under_the_naive_size_or_too_short_to_sample():
     """Blown up to the naive size in one pass, a sample came out 25-30% over: such decodes keep the ladder."""
     assert budget.naive_bytes(photo((1500, 1500)), None, (2048, 2048), 85) is None
-    assert budget.naive_bytes(photo((2048, 200)), None, (2048, 200), 85) is None  # under two bands
+    assert budget.naive_bytes(photo((4096, 300)), None, (2048, 150), 85) is None  # under two bands
+
+
+def test_a_decode_at_the_naive_size_is_measured_not_sampled():
+    """A 1920 x 1080 screenshot is its own naive image: its bytes are measured (sampled rows missed flat
+    blocks and text by 20-25%)."""
+    image = photo((1920, 1080))
+    assert budget.naive_bytes(image, None, (1920, 1080), 85) == len(
+        encode(image, "JPEG", quality=85, subsampling="4:2:0", optimize=True)
+    )
 
 
 # --- the refit and the choice ----------------------------------------------------------------------------
@@ -159,19 +169,61 @@ def test_a_smooth_photo_near_its_budget_is_encoded_once(monkeypatch):
     assert encodings == [1]
 
 
-@pytest.mark.parametrize("reads_text", [False, True])
-def test_a_page_keeps_the_ladders_tables(reads_text, monkeypatch):
-    """A text page's view is already over the naive image's at half its bytes (42.9 against 40.5 dB in 432
-    KB against 813): it is not fitted to the naive image's bytes, whether the caller reads text or not."""
-    page = Image.new("RGB", (4000, 3000), (250, 248, 240))
+def text_page(size: tuple[int, int]) -> Image.Image:
+    page = Image.new("RGB", size, (250, 248, 240))
     draw = ImageDraw.Draw(page)
-    for y in range(60, 2940, 46):
+    for y in range(60, size[1] - 60, 46):
         draw.text((80, y), "invoice total 1234.56 EUR due 07/2025 " * 5, fill=(20, 20, 30), font_size=34)
-    estimated: list[float | None] = []
-    real = budget.naive_bytes
-    monkeypatch.setattr("shared.imaging.prepare.naive_bytes", lambda *args: estimated.append(real(*args)))
-    prepared = prepare_image(encode(page, "JPEG", quality=90), "high", reads_text=reads_text)
-    assert estimated == [] and (prepared.width, prepared.height) == (1024, 768)
+    return page
+
+
+@pytest.mark.parametrize("reads_text", [False, True])
+@pytest.mark.parametrize(("size", "made"), [((4000, 3000), 0), ((2400, 1800), 1)])
+def test_a_page_is_fitted_only_downwards(size, made, reads_text, monkeypatch):
+    """A text page's view is already over the naive image's at half its bytes (42.9 against 40.5 dB in 432 KB
+    against 813): it is not spent up to the naive image's bytes, whether the caller reads text or not. Its naive
+    image is made outright where the decode is within EXACT_WITHIN of it (2400 x 1800 for 2048 x 1536), and
+    sampled where making it would cost as much again as the whole preparation (a 12 MP page)."""
+    calls: dict[str, int] = {"made": 0, "sampled": 0}
+    real_made, real_sampled = imaging._naive_encoded, imaging.naive_bytes
+
+    def making(*args):
+        calls["made"] += 1
+        return real_made(*args)
+
+    def sampling(*args):
+        calls["sampled"] += 1
+        return real_sampled(*args)
+
+    monkeypatch.setattr(imaging, "_naive_encoded", making)
+    monkeypatch.setattr(imaging, "naive_bytes", sampling)
+    prepared = prepare_image(encode(text_page(size), "JPEG", quality=90), "high", reads_text=reads_text)
+    assert (prepared.width, prepared.height) == (1024, 768)
+    assert calls == {"made": made, "sampled": 1 - made}
+    with Image.open(io.BytesIO(prepared.data)) as sent:  # the ladder's tables, not finer ones
+        shrink = 2048 / 1024
+        assert [list(t) for t in sent.quantization.values()] == list(map(list, view_encoding(shrink, 85).tables))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_screen_the_view_would_outweigh_is_sent_at_the_naive_size(fmt):
+    """Saturated flat colour and coloured text (a 1920 x 1080 screen): at the view's tables, even at the
+    caller's quality, full-size chroma weighed 1.2-1.4x the naive image, and half-size chroma at the view lost
+    3-5 dB. The naive size goes instead, made as the naive image is, at the view's bill."""
+    screen = Image.new("RGB", (1920, 1080), (250, 250, 250))
+    draw = ImageDraw.Draw(screen)
+    colours = [(220, 30, 30), (30, 160, 40), (30, 60, 220), (240, 200, 20)]
+    for index, colour in enumerate(colours):
+        draw.rectangle((60 + index * 460, 80, 420 + index * 460, 500), fill=colour)
+        draw.text((80 + index * 460, 600), "Total 1,234.56 EUR", fill=colour, font_size=48)
+    data = encode(screen, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    prepared = prepare_image(data, "high")
+    assert (prepared.width, prepared.height) == (1920, 1080)
+    assert prepared.service_size == (1365, 768)
+    assert prepared.estimated_tokens == prepare_image(encode(photo((1920, 1080)), "PNG"), "high").estimated_tokens
+    with Image.open(io.BytesIO(data)) as image:
+        naive = encode(image.convert("RGB"), "JPEG", quality=85, optimize=True)
+    assert len(prepared.data) <= 1.002 * len(naive)
 
 
 def test_a_rotated_photo_is_estimated_in_its_stored_orientation(grainy_jpeg, monkeypatch):

@@ -4,13 +4,18 @@ Why: the view's tables (:mod:`shared.imaging.encoding`) are set by the service's
 scale that keeps the photo with the most fine detail (the Hubble deep field) within 95% of the naive image's
 bytes. Other photos then came in far under: smooth ones at 71-85% of the naive image's bytes, grainy ones at
 56-64%, where the naive image pays for grain the service throws away. So grain stayed 1-3 dB under the naive
-image's view, image by image, with a third of the bytes unspent. (Pages are left out: at half the naive
-image's bytes their view is already over the naive image's.) Here the naive image's bytes are measured
-instead, for each image: every sixteenth band of 16 rows of the decode, at the naive image's scale, and
-encoded as the naive image would be (4:2:0 at the caller's quality, Huffman tables fitted): 6% under to 3% over
-the naive image's real size on the benchmark's photos, for ~2 ms. :func:`shared.imaging.prepare.prepare_image`
-then encodes the view again, once, at the scale that should land at ``TARGET`` of that, when the first
-encoding is off by much (:func:`refit_scale`), and keeps whichever of the two is the finer within ``CEILING``.
+image's view, image by image, with a third of the bytes unspent. And screens and slides (flat saturated colour,
+coloured text) came in over: 1.2-1.4x the naive image's bytes, full-size chroma costing more than the naive
+image's extra pixels. Here the naive image's bytes are measured for each photo: every sixteenth band of 16 rows
+of the decode, at the naive image's scale, encoded as the naive image would be (4:2:0 at the caller's quality,
+Huffman tables fitted): 6% under to 3% over the naive image's real size on the benchmark's photos, for ~2 ms.
+A decode at the naive size (a 1920 x 1080 screenshot) is encoded whole instead, and a page's naive image is
+made outright by :mod:`shared.imaging.prepare` where that is cheap (``EXACT_WITHIN``; sampled rows missed text
+and flat blocks by up to 1.6x).
+:func:`shared.imaging.prepare.prepare_image` then encodes the view again, once, at the scale that should land
+at ``TARGET`` of that, when the first encoding is off by much (:func:`refit_scale`; a page's only coarser),
+keeps whichever of the two is the finer within ``CEILING``, and sends the naive size instead if the view still
+outweighs the naive image.
 
 The arithmetic is pure; :func:`naive_bytes` reads pixels and encodes, with no I/O.
 """
@@ -36,6 +41,10 @@ NEAR_SCALE = 0.05
 #: under them through that error, and aiming at 0.9 leaves room for the scale's guess (below) to be off by 5%.
 TARGET = 0.9
 CEILING = 0.95
+#: A page decoded at most this much larger than the naive image has its naive image made outright (a shrink
+#: and an encode, 20-40 ms); a larger one's (a 12 MP page, decoded in full) cost as much again as the whole
+#: preparation (~150 ms), so it is sampled, and its view only ever refitted coarser against the sample.
+EXACT_WITHIN = 1.25
 #: A first encoding from 0.8 to 0.95 of the estimate is kept: a second encoding there buys little fidelity.
 REFIT_BELOW = 0.8
 #: How the view's bytes go with the scale of its tables: bytes ~ scale ** -BYTES_EXPONENT (0.56-0.66 measured on
@@ -56,6 +65,11 @@ def naive_bytes(frame: Image.Image, box: tuple[float, float, float, float] | Non
     the naive scale, ~1 ms a band, little beside decoding it in full."""
     naive_width, naive_height = naive_size
     left, top, right, bottom = box or (0, 0, *frame.size)
+    if frame.size == naive_size and (left, top, right, bottom) == (0, 0, *naive_size):
+        # The decode is the naive image's size (a 1920 x 1080 screenshot): its bytes are measured, not sampled.
+        # Sampled rows missed flat blocks and text on synthetic screens by 20-25%.
+        whole = frame if frame.mode == _encodable(frame.mode) else frame.convert(_encodable(frame.mode))
+        return float(_jpeg_size(whole, jpeg_quality))
     if right - left < (1 - NEAR_SCALE) * naive_width:
         return None
     near = right - left <= (1 + NEAR_SCALE) * naive_width
@@ -78,13 +92,14 @@ def naive_bytes(frame: Image.Image, box: tuple[float, float, float, float] | Non
     return header + (_jpeg_size(sample, jpeg_quality) - header) * whole_rows / sample.height
 
 
-def refit_scale(scale: float, sent_bytes: int, budget: float) -> float | None:
+def refit_scale(scale: float, sent_bytes: int, budget: float, *, finer: bool = True) -> float | None:
     """The tables' scale to encode the view at again, having taken ``sent_bytes`` at ``scale`` against a
-    ``budget`` of the naive image's bytes: finer under ``REFIT_BELOW`` of it, coarser over all of it; None
-    in between, where the first encoding is kept (coarsening a view the estimate puts at 0.95-1.0 of the
-    naive image would often be the estimate's error, not the view's bytes)."""
+    ``budget`` of the naive image's bytes: finer under ``REFIT_BELOW`` of it (unless not ``finer``: a page's
+    view, already over the naive image's at fewer bytes), coarser over all of it; None in between, where the
+    first encoding is kept (coarsening a view the estimate puts at 0.95-1.0 of the naive image would often be
+    the estimate's error, not the view's bytes)."""
     share = sent_bytes / budget
-    if REFIT_BELOW <= share <= 1:
+    if (share >= REFIT_BELOW or not finer) and share <= 1:
         return None
     return float(f"{scale * (share / TARGET) ** (1 / BYTES_EXPONENT):.2g}")  # two digits: view_tables is cached
 

@@ -21,9 +21,9 @@ Decisions, and why:
   would "decode" with a grey lower half and the model would describe an image nobody sent.
 * **As displayed**: the EXIF orientation is applied (``ImageOps.exif_transpose``'s table) after
   shrinking, where it is cheap; every size reported is as displayed.
-* **Colour**: every mode becomes 8-bit RGB; transparency is flattened on white (documents, logos and
-  screenshots read best so); 16-bit and float greyscale are scaled, not clipped; animations give their
-  first frame. ICC profiles are not applied: the models shrug off small gamut shifts, and colour
+* **Colour** (:mod:`shared.imaging.modes`): every mode becomes 8-bit RGB; transparency is flattened on
+  white (documents, logos and screenshots read best so); 16-bit and float greyscale are scaled, not clipped;
+  animations give their first frame. ICC profiles are not applied: the models shrug off small gamut shifts, and colour
   management would cost another pass over every pixel.
 * **Fast path for JPEG**: ``Image.draft`` makes libjpeg decode at 1/2, 1/4 or 1/8 scale, never below
   the target, so a 12 MP photo is never decoded in full (a page is: text needs it, :mod:`shared.imaging.content`
@@ -56,10 +56,11 @@ from typing import NamedTuple
 from PIL import Image
 
 from shared.errors import ImageTooLarge, InvalidParameter
-from shared.imaging.byte_budget import best_within, naive_bytes, refit_scale
+from shared.imaging.byte_budget import EXACT_WITHIN, best_within, naive_bytes, refit_scale
 from shared.imaging.content import looks_sharp_edged
 from shared.imaging.encoding import VIEW_MIN_SHRINK, JpegEncoding, view_encoding, view_tables_encoding
 from shared.imaging.formats import sniff_or_raise
+from shared.imaging.modes import flatten, normalise
 from shared.imaging.pillow_errors import open_image, pillow_errors
 from shared.imaging.resampling import decodes_as_ycbcr, shrink
 from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
@@ -102,7 +103,6 @@ _TRANSPOSE = {
 }
 _SWAPS_SIDES = frozenset({5, 6, 7, 8})
 
-_WHITE = (255, 255, 255, 255)
 
 
 class _Size(NamedTuple):
@@ -240,7 +240,8 @@ def prepare_image(
         # Work in stored orientation until the end: rotating the small result is cheaper.
         swaps = orientation in _SWAPS_SIDES
         stored = (out_h, out_w) if swaps else (out_w, out_h)
-        budget = None  # the naive image's bytes, where the view is sent with its own tables
+        budget = naive_sent = None  # the naive image's bytes (and the naive image, if made): the view's budget
+        naive_stored = (naive_h, naive_w) if swaps else (naive_w, naive_h)
         page = True if reads_text else None  # text or line art: the caller says so, or a look at the decode does
         with pillow_errors(fmt, limit=limit):
             box = None
@@ -268,7 +269,7 @@ def prepare_image(
                         im = open_image(data, fmt, limit)
                         box = _draft(im, stored, max(full))
             im.load()
-            frame = im if im.mode == "YCbCr" else _normalise(im)
+            frame = im if im.mode == "YCbCr" else normalise(im)
 
         if frame.size != stored:
             shown = (frame.height, frame.width) if swaps else frame.size
@@ -277,27 +278,32 @@ def prepare_image(
             if fits and whole and estimate_image_tokens(*shown, detail, model, model_overrides) == billed:
                 out_w, out_h = shown  # the reduced decode is the view, a few percent smaller, same bill
             else:
-                if encoding.scale is not None and not (looks_sharp_edged(frame) if page is None else page):
-                    # A photo's view, with its own tables: its bytes are fitted to the naive image's, image by
-                    # image. Not a page's: at half the naive image's bytes it is already over its view.
-                    naive_stored = (naive_h, naive_w) if swaps else (naive_w, naive_h)
-                    budget = naive_bytes(frame, box, naive_stored, jpeg_quality)
+                if encoding.scale is not None:
+                    # The view with its own tables: its bytes are fitted to the naive image's, image by image. A
+                    # page's only ever downwards: text is over the naive view in half its bytes, but flat colour
+                    # (screens, slides) came out at up to 1.4x the naive image's bytes at the ladder's scale. A
+                    # page's naive image is made, not estimated, where that is cheap: rows sampled from text and
+                    # flat blocks missed by 0.67-1.6x (shared.imaging.byte_budget).
+                    decoded, page = frame, looks_sharp_edged(frame) if page is None else page
+                    if page and max(frame.size) <= EXACT_WITHIN * max(naive_stored):
+                        naive_sent = _naive_encoded(decoded, naive_stored, box, orientation, jpeg_quality)
+                    budget = len(naive_sent) if naive_sent else naive_bytes(frame, box, naive_stored, jpeg_quality)
                 frame = shrink(frame, stored, box, subsampling=planes or encoding.subsampling)
-        if frame.mode != "YCbCr":
-            frame = _flatten(frame)
-        if orientation in _TRANSPOSE:
-            frame = frame.transpose(_TRANSPOSE[orientation])
-        frame.info = {}  # strip comments and anything else the encoder might copy
         # At the naive image's own size only the encoder sets the two apart: Huffman tables fitted to the image,
         # as the naive path has, keep ours from being the larger (by ~1%). Smaller sizes are far smaller already,
         # and there the second pass would cost 10-15% of the preparation.
-        optimize = (out_w, out_h) == (naive_w, naive_h)
-        sent = _encoded(frame, encoding, optimize)
-        if budget is not None and (scale := refit_scale(encoding.scale, len(sent), budget)) is not None:
-            # Far under the naive image's bytes (grain: the naive image pays for what the service throws away)
-            # or over them: once more, at the scale that should land at TARGET of them (shared.imaging.byte_budget).
-            refitted = view_tables_encoding(scale, jpeg_quality, encoding.subsampling)
-            sent = best_within(sent, _encoded(frame, refitted, optimize), budget)
+        frame = _finished(frame, orientation)
+        sent = _encoded(frame, encoding, optimize=(out_w, out_h) == (naive_w, naive_h))
+        if budget is not None:
+            sent = _fitted(frame, sent, encoding, budget, jpeg_quality, finer=not page)
+            if len(sent) > budget:
+                # Over the naive image's bytes even at the caller's quality (flat colour: full-size chroma costs more
+                # than the naive image's extra pixels; half-size chroma at the view lost 3-5 dB): the naive size is
+                # sent after all, made as the naive image is, if that is smaller.
+                naive_sent = naive_sent or _naive_encoded(decoded, naive_stored, box, orientation, jpeg_quality)
+                if len(naive_sent) < len(sent):
+                    sent, (out_w, out_h) = naive_sent, (naive_w, naive_h)
+                    billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
 
     return PreparedImage(
         data=sent,
@@ -312,10 +318,40 @@ def prepare_image(
     )
 
 
-def _encoded(frame: Image.Image, encoding: JpegEncoding, optimize: bool) -> bytes:
+def _finished(frame: Image.Image, orientation: int) -> Image.Image:
+    """A shrunk frame as it is encoded: RGB or YCbCr, turned as displayed, with nothing for the encoder to copy."""
+    if frame.mode != "YCbCr":
+        frame = flatten(frame)
+    if orientation in _TRANSPOSE:
+        frame = frame.transpose(_TRANSPOSE[orientation])
+    frame.info = {}  # strip comments and anything else the encoder might copy
+    return frame
+
+
+def _naive_encoded(decoded: Image.Image, naive_stored: tuple[int, int], box: tuple[float, float, float, float] | None,
+                   orientation: int, jpeg_quality: int) -> bytes:
+    """The naive image, made as the naive preparation makes it (full-size chroma, 4:2:0 at the caller's quality,
+    Huffman tables fitted), from the decode."""
+    naive = _finished(shrink(decoded, naive_stored, box, subsampling="4:4:4"), orientation)
+    return _encoded(naive, JpegEncoding("4:2:0", quality=jpeg_quality), optimize=True)
+
+
+def _encoded(frame: Image.Image, encoding: JpegEncoding, *, optimize: bool) -> bytes:
     buffer = io.BytesIO()
     frame.save(buffer, "JPEG", **encoding.save_options, optimize=optimize)
     return buffer.getvalue()
+
+
+def _fitted(frame: Image.Image, sent: bytes, encoding: JpegEncoding, budget: float, jpeg_quality: int, *,
+            finer: bool) -> bytes:
+    """The view's JPEG fitted to ``budget``, the naive image's bytes (:mod:`shared.imaging.byte_budget`): far
+    under them (grain: the naive image pays for what the service throws away) or over them, once more, at the
+    scale that should land at ``TARGET`` of them."""
+    scale = refit_scale(encoding.scale, len(sent), budget, finer=finer)
+    if scale is None:
+        return sent
+    refitted = view_tables_encoding(scale, jpeg_quality, encoding.subsampling)
+    return best_within(sent, _encoded(frame, refitted, optimize=False), budget)
 
 
 def _draft(im: Image.Image, stored: tuple[int, int], least: float) -> tuple[int, int, int, int] | None:
@@ -339,11 +375,6 @@ def _draft_request(stored: tuple[int, int], least: float) -> tuple[int, int]:
     """The smallest decode ``least`` times ``stored`` allows: the size ``Image.draft`` is asked for."""
     width, height = (max(1, math.ceil(side * least)) for side in stored)
     return width, height
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode as 8-bit RGB, exactly as ``prepare_image`` converts it (alpha on white)."""
-    return _flatten(_normalise(image))
 
 
 # --- helpers ----------------------------------------------------------------
@@ -386,63 +417,3 @@ def _orientation(im: Image.Image) -> int:
 
 def _displayed_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
     return (size[1], size[0]) if orientation in _SWAPS_SIDES else size
-
-
-def _normalise(im: Image.Image) -> Image.Image:
-    """Any mode to L, RGB or RGBA: the modes the resize handles correctly and cheaply.
-
-    Greyscale stays one channel through the resize (a third of the work);
-    RGBA stays RGBA so the premultiplied resize keeps edges clean, and
-    is flattened afterwards.
-    """
-    mode = im.mode
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return _high_depth_to_l(im)
-    if im.has_transparency_data:
-        if mode == "RGBA":
-            return im
-        # La has no direct route to RGBA; LA does.
-        return (im.convert("LA") if mode == "La" else im).convert("RGBA")
-    if mode in ("L", "RGB"):
-        return im
-    if mode == "1":
-        return im.convert("L")
-    return im.convert("RGB")  # P, CMYK, YCbCr, LAB, HSV, RGBX ...
-
-
-def _high_depth_to_l(im: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float greyscale to 8-bit, scaled rather than clipped.
-
-    Pillow's plain ``convert("L")`` clips these at 255, turning most 16-bit
-    scans white. The value range is inferred: ``I;16*`` is 0..65535. ``I``
-    holding 0..255 is 8-bit data, 0..65535 is 16-bit data, anything else is
-    stretched from its min to its max. ``F`` holding 0..1 is normalised
-    data, 0..255 is 8-bit data, anything else is stretched likewise.
-    """
-    if im.mode.startswith("I;16"):
-        im, nominal = im.convert("I"), (0, 65535)
-    else:
-        low, high = im.getextrema()
-        if im.mode == "F" and low >= 0 and high <= 1:
-            nominal = (0, 1)
-        elif low >= 0 and high <= 255:
-            nominal = (0, 255)
-        elif im.mode == "I" and low >= 0 and high <= 65535:
-            nominal = (0, 65535)
-        else:
-            nominal = (low, high)
-    low, high = nominal
-    if high <= low:  # a flat image out of any nominal range: mid-grey, not a guess at black or white
-        return Image.new("L", im.size, 128)
-    scale = 255 / (high - low)
-    offset = -low * scale
-    return im.point(lambda v: v * scale + offset).convert("L")
-
-
-def _flatten(im: Image.Image) -> Image.Image:
-    """L, RGB or RGBA to RGB, compositing any alpha over white."""
-    if im.mode == "RGBA":
-        background = Image.new("RGBA", im.size, _WHITE)
-        background.alpha_composite(im)
-        return background.convert("RGB")
-    return im if im.mode == "RGB" else im.convert("RGB")
