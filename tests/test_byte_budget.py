@@ -85,13 +85,17 @@ def test_no_estimate_for_a_decode_under_the_naive_size_or_too_short_to_sample():
     assert budget.naive_bytes(photo((4096, 300)), None, (2048, 150), 85) is None  # under two bands
 
 
-def test_a_decode_at_the_naive_size_is_measured_not_sampled():
+def test_a_decode_at_the_naive_size_is_measured_not_sampled(monkeypatch):
     """A 1920 x 1080 screenshot is its own naive image: its bytes are measured (sampled rows missed flat
-    blocks and text by 20-25%)."""
+    blocks and text by 20-25%), by making the naive image once, which is also what is sent if the view
+    outweighs it."""
     image = photo((1920, 1080))
-    assert budget.naive_bytes(image, None, (1920, 1080), 85) == len(
-        encode(image, "JPEG", quality=85, subsampling="4:2:0", optimize=True)
-    )
+    made: list[bytes] = []
+    real_made = imaging._naive_encoded
+    monkeypatch.setattr(imaging, "_naive_encoded", lambda *args: made.append(real_made(*args)) or made[-1])
+    monkeypatch.setattr(imaging, "naive_bytes", lambda *args: pytest.fail("a decode at the naive size is not sampled"))
+    prepare_image(encode(image, "PNG"), "high")
+    assert [len(data) for data in made] == [len(encode(image, "JPEG", quality=85, subsampling="4:2:0", optimize=True))]
 
 
 # --- the refit and the choice ----------------------------------------------------------------------------

@@ -9,9 +9,9 @@ coloured text) came in over: 1.2-1.4x the naive image's bytes, full-size chroma 
 image's extra pixels. Here the naive image's bytes are measured for each photo: every sixteenth band of 16 rows
 of the decode, at the naive image's scale, encoded as the naive image would be (4:2:0 at the caller's quality,
 Huffman tables fitted): 6% under to 3% over the naive image's real size on the benchmark's photos, for ~2 ms.
-A decode at the naive size (a 1920 x 1080 screenshot) is encoded whole instead, and a page's naive image is
-made outright by :mod:`shared.imaging.prepare` where that is cheap (``EXACT_WITHIN``; sampled rows missed text
-and flat blocks by up to 1.6x).
+Where that is cheap, :mod:`shared.imaging.prepare` makes the naive image outright instead: for a decode at the
+naive size (a 1920 x 1080 screenshot), and a page's within ``EXACT_WITHIN`` of it (sampled rows missed text and
+flat blocks by up to 1.6x).
 :func:`shared.imaging.prepare.prepare_image` then encodes the view again, once, at the scale that should land
 at ``TARGET`` of that, when the first encoding is off by much (:func:`refit_scale`; a page's only coarser),
 keeps whichever of the two is the finer within ``CEILING``, and sends the naive size instead if the view still
@@ -65,11 +65,6 @@ def naive_bytes(frame: Image.Image, box: tuple[float, float, float, float] | Non
     the naive scale, ~1 ms a band, little beside decoding it in full."""
     naive_width, naive_height = naive_size
     left, top, right, bottom = box or (0, 0, *frame.size)
-    if frame.size == naive_size and (left, top, right, bottom) == (0, 0, *naive_size):
-        # The decode is the naive image's size (a 1920 x 1080 screenshot): its bytes are measured, not sampled.
-        # Sampled rows missed flat blocks and text on synthetic screens by 20-25%.
-        whole = frame if frame.mode == _encodable(frame.mode) else frame.convert(_encodable(frame.mode))
-        return float(_jpeg_size(whole, jpeg_quality))
     if right - left < (1 - NEAR_SCALE) * naive_width:
         return None
     near = right - left <= (1 + NEAR_SCALE) * naive_width

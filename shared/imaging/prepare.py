@@ -104,7 +104,6 @@ _TRANSPOSE = {
 _SWAPS_SIDES = frozenset({5, 6, 7, 8})
 
 
-
 class _Size(NamedTuple):
     width: int
     height: int
@@ -281,11 +280,13 @@ def prepare_image(
                 if encoding.scale is not None:
                     # The view with its own tables: its bytes are fitted to the naive image's, image by image. A
                     # page's only ever downwards: text is over the naive view in half its bytes, but flat colour
-                    # (screens, slides) came out at up to 1.4x the naive image's bytes at the ladder's scale. A
-                    # page's naive image is made, not estimated, where that is cheap: rows sampled from text and
-                    # flat blocks missed by 0.67-1.6x (shared.imaging.byte_budget).
+                    # (screens, slides) came out at up to 1.4x the naive image's bytes at the ladder's scale. The
+                    # naive image is made, not estimated, where that is cheap: a decode at its size (a 1920 x 1080
+                    # screenshot), or a page's near it; rows sampled from text and flat blocks missed by 0.67-1.6x
+                    # (shared.imaging.byte_budget).
                     decoded, page = frame, looks_sharp_edged(frame) if page is None else page
-                    if page and max(frame.size) <= EXACT_WITHIN * max(naive_stored):
+                    at_naive_size = frame.size == naive_stored and box in (None, (0, 0, *naive_stored))
+                    if at_naive_size or (page and max(frame.size) <= EXACT_WITHIN * max(naive_stored)):
                         naive_sent = _naive_encoded(decoded, naive_stored, box, orientation, jpeg_quality)
                     budget = len(naive_sent) if naive_sent else naive_bytes(frame, box, naive_stored, jpeg_quality)
                 frame = shrink(frame, stored, box, subsampling=planes or encoding.subsampling)
