@@ -185,13 +185,16 @@ def ideal(data: bytes, size: tuple[int, int]) -> Image.Image:
     return Image.merge("RGB", bands)
 
 
+def seen(encoded: bytes, reference: Image.Image) -> Image.Image:
+    """An encoded image as the service would look at it: decoded, resized to the reference's size."""
+    with Image.open(io.BytesIO(encoded)) as im:
+        rgb = im.convert("RGB")
+    return rgb if rgb.size == reference.size else rgb.resize(reference.size, Image.Resampling.LANCZOS)
+
+
 def psnr(encoded: bytes, reference: Image.Image) -> float:
     """PSNR (dB) of an encoded image, as the service would look at it (resized to the reference's size)."""
-    with Image.open(io.BytesIO(encoded)) as im:
-        seen = im.convert("RGB")
-        if seen.size != reference.size:
-            seen = seen.resize(reference.size, Image.Resampling.LANCZOS)
-        stat = ImageStat.Stat(ImageChops.difference(seen, reference))
+    stat = ImageStat.Stat(ImageChops.difference(seen(encoded, reference), reference))
     mse = sum(stat.sum2) / (3 * reference.size[0] * reference.size[1])
     return 10 * math.log10(255**2 / mse) if mse else math.inf
 
@@ -206,11 +209,7 @@ def ssim(encoded: bytes, reference: Image.Image) -> float:
 
 def ssim_map(encoded: bytes, reference: Image.Image) -> tuple[np.ndarray, np.ndarray]:
     """The SSIM index per pixel (see :func:`ssim`), and the reference's local standard deviation of luma."""
-    with Image.open(io.BytesIO(encoded)) as im:
-        seen = im.convert("RGB")
-        if seen.size != reference.size:
-            seen = seen.resize(reference.size, Image.Resampling.LANCZOS)
-    a, b = (np.asarray(image.convert("L"), dtype=np.float64) for image in (seen, reference))
+    a, b = (np.asarray(image.convert("L"), dtype=np.float64) for image in (seen(encoded, reference), reference))
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
 
     def blur(x: np.ndarray) -> np.ndarray:
