@@ -36,7 +36,9 @@ Decisions, and why:
 * **The view's bytes fitted to the naive image's**: sent at the view with its own tables
   (:mod:`shared.imaging.encoding`), a photo that lands far under what the naive image would weigh (estimated
   from a sample of the decode, :mod:`shared.imaging.byte_budget`) is encoded once more, finer: grain, which
-  the naive image pays for and the service throws away, gets those bytes back as fidelity.
+  the naive image pays for and the service throws away, gets those bytes back as fidelity. Under a small
+  service shrink (:mod:`shared.imaging.view_check`), grain is decoded in full and the view checked against the
+  naive image as the service will see each; where it does not hold, the naive image is sent.
 * **Always re-encode**, even a small JPEG: it strips EXIF (GPS positions, serial numbers), ICC and
   comments, and guarantees a baseline RGB JPEG.
 
@@ -57,12 +59,13 @@ from PIL import Image
 
 from shared.errors import ImageTooLarge, InvalidParameter
 from shared.imaging.byte_budget import EXACT_WITHIN, best_within, naive_bytes, refit_scale
-from shared.imaging.content import looks_sharp_edged
+from shared.imaging.content import looks_grainy, looks_sharp_edged
 from shared.imaging.encoding import VIEW_MIN_SHRINK, JpegEncoding, view_encoding, view_tables_encoding
 from shared.imaging.formats import sniff_or_raise
 from shared.imaging.modes import flatten, normalise
 from shared.imaging.pillow_errors import open_image, pillow_errors
 from shared.imaging.resampling import decodes_as_ycbcr, shrink
+from shared.imaging.view_check import CHECK_BELOW, view_holds
 from shared.tasks import HIGH_DETAIL_TASKS, LOW_DETAIL_TASKS
 from shared.tokens import ModelSpec, estimate_image_tokens, service_view
 
@@ -236,6 +239,8 @@ def prepare_image(
             out_w, out_h, planes = naive_w, naive_h, "4:4:4"
         billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
         encoding = view_encoding(max(naive_w, naive_h) / max(out_w, out_h), jpeg_quality)
+        # The view with its own tables under a small service shrink: grain is decoded in full, and the view checked.
+        checked = encoding.scale is not None and max(naive_w, naive_h) < CHECK_BELOW * max(out_w, out_h)
         # Work in stored orientation until the end: rotating the small result is cheaper.
         swaps = orientation in _SWAPS_SIDES
         stored = (out_h, out_w) if swaps else (out_w, out_h)
@@ -262,11 +267,13 @@ def prepare_image(
                 im.load()
                 if im.size != full:
                     page = looks_sharp_edged(im)
-                    if page:
-                        # A page sent with no text task: the reduced decode is blocky on its glyphs, so it is
-                        # decoded again, in full, as for reading text (shared.imaging.content).
+                    if page or (checked and looks_grainy(im)):
+                        # A page sent with no text task (the reduced decode is blocky on its glyphs), or grain that
+                        # only a filter over the whole shrink keeps: decoded again, in full (shared.imaging.content);
+                        # grain as RGB, as the naive image is, which it may yet be sent as (made from planes, its
+                        # grain came out up to 0.7% larger).
                         im = open_image(data, fmt, limit)
-                        box = _draft(im, stored, max(full))
+                        box = _draft(im, stored, max(full), planes=page)
             im.load()
             frame = im if im.mode == "YCbCr" else normalise(im)
 
@@ -293,16 +300,25 @@ def prepare_image(
         # At the naive image's own size only the encoder sets the two apart: Huffman tables fitted to the image,
         # as the naive path has, keep ours from being the larger (by ~1%). Smaller sizes are far smaller already,
         # and there the second pass would cost 10-15% of the preparation.
-        frame = _finished(frame, orientation)
+        view, frame = frame, _finished(frame, orientation)
         sent = _encoded(frame, encoding, optimize=(out_w, out_h) == (naive_w, naive_h))
         if budget is not None:
-            sent = _fitted(frame, sent, encoding, budget, jpeg_quality, finer=not page)
-            if len(sent) > budget:
-                # Over the naive image's bytes even at the caller's quality (flat colour: full-size chroma costs more
-                # than the naive image's extra pixels; half-size chroma at the view lost 3-5 dB): the naive size is
-                # sent after all, made as the naive image is, if that is smaller.
+            sent, encoding = _fitted(frame, sent, encoding, budget, jpeg_quality, finer=not page)
+            # Under a small service shrink, grain can need more bytes at the view than the naive image has: each
+            # one's JPEG error as the service will see it is measured on a sample (shared.imaging.view_check).
+            holds = not checked or view_holds(view, encoding.save_options, decoded, box, naive_stored, jpeg_quality)
+            if len(sent) > budget or not holds:
+                # Less faithful than the naive image, or over its bytes even at the caller's quality (flat colour:
+                # full-size chroma costs more than the naive image's extra pixels; half-size chroma at the view lost
+                # 3-5 dB): the naive size is sent after all, made as the naive image is (if smaller, for bytes).
+                if not (holds or naive_sent or (decoded.mode != "YCbCr" and box in (None, (0, 0, *decoded.size)))):
+                    # Made from planes or a reduced decode, grain came out up to 0.7% larger than the naive image, or
+                    # 1 dB under its view: the naive image is made as it is, from a full RGB decode.
+                    with pillow_errors(fmt, limit=limit), open_image(data, fmt, limit) as source:
+                        decoded, box = normalise(source), None
+                        naive_sent = _naive_encoded(decoded, naive_stored, box, orientation, jpeg_quality)
                 naive_sent = naive_sent or _naive_encoded(decoded, naive_stored, box, orientation, jpeg_quality)
-                if len(naive_sent) < len(sent):
+                if len(naive_sent) < len(sent) or not holds:
                     sent, (out_w, out_h) = naive_sent, (naive_w, naive_h)
                     billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
 
@@ -344,24 +360,26 @@ def _encoded(frame: Image.Image, encoding: JpegEncoding, *, optimize: bool) -> b
 
 
 def _fitted(frame: Image.Image, sent: bytes, encoding: JpegEncoding, budget: float, jpeg_quality: int, *,
-            finer: bool) -> bytes:
+            finer: bool) -> tuple[bytes, JpegEncoding]:
     """The view's JPEG fitted to ``budget``, the naive image's bytes (:mod:`shared.imaging.byte_budget`): far
     under them (grain: the naive image pays for what the service throws away) or over them, once more, at the
-    scale that should land at ``TARGET`` of them."""
+    scale that should land at ``TARGET`` of them; and its encoding."""
     scale = refit_scale(encoding.scale, len(sent), budget, finer=finer)
     if scale is None:
-        return sent
+        return sent, encoding
     refitted = view_tables_encoding(scale, jpeg_quality, encoding.subsampling)
-    return best_within(sent, _encoded(frame, refitted, optimize=False), budget)
+    chosen = best_within(sent, _encoded(frame, refitted, optimize=False), budget)
+    return chosen, encoding if chosen is sent else refitted
 
 
-def _draft(im: Image.Image, stored: tuple[int, int], least: float) -> tuple[int, int, int, int] | None:
+def _draft(im: Image.Image, stored: tuple[int, int], least: float, *,
+           planes: bool = True) -> tuple[int, int, int, int] | None:
     """Have libjpeg decode ``im`` at the smallest DCT scale at least ``least`` times ``stored`` (a factor over
     the image's own size is scale 1); the box of the image within the decode, or None if nothing changed.
 
-    Most JPEGs store YCbCr: decoded as such, they are shrunk by planes and re-encoded with no colour conversion
-    either way (shared.imaging.resampling)."""
-    drafted = im.draft("YCbCr" if decodes_as_ycbcr(im) else "RGB", _draft_request(stored, least))
+    Most JPEGs store YCbCr: decoded as such (unless not ``planes``), they are shrunk by planes and re-encoded
+    with no colour conversion either way (shared.imaging.resampling)."""
+    drafted = im.draft("YCbCr" if planes and decodes_as_ycbcr(im) else "RGB", _draft_request(stored, least))
     return drafted[1] if drafted else None
 
 
