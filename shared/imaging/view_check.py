@@ -22,9 +22,9 @@ from __future__ import annotations
 import io
 import math
 
-import numpy as np
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
+from shared.imaging.byte_budget import NEAR_SCALE
 from shared.imaging.resampling import resize_rows
 
 #: The service's shrink (the naive image's long side over the view's) under which the view is checked.
@@ -52,10 +52,10 @@ def seen_errors(view: Image.Image, view_options: dict, decoded: Image.Image,
     own pixels before encoding, on every ``BAND_EVERY``-th band of ``BAND_ROWS`` of the view's rows. None when the
     view has under two bands, or a mode other than L, RGB and YCbCr (transparency is flattened later).
 
-    Each naive band is the decode's rows under the view's band, filtered to the naive scale (or cut as they are
-    from a decode within a few percent of it, as the byte budget does), encoded, and both it and its encoding
-    shrunk to the view's band: the filter is linear, so the difference is the naive image's JPEG error as the
-    service sees it."""
+    Each naive band is the decode's rows under the view's band and the filter's taps, filtered to the naive scale,
+    or cut as they are from a decode within ``NEAR_SCALE`` of it (a 12 MP photo's 1/2 decode, as the byte budget
+    takes it). The bands are stacked, encoded, and the stack and its encoding shrunk to the view's scale in one
+    pass each: the filter is linear, so the difference is the naive image's JPEG error as the service sees it."""
     if view.mode not in ("L", "RGB", "YCbCr") or decoded.mode != view.mode:
         return None
     view_width, view_height = view.size
@@ -63,7 +63,9 @@ def seen_errors(view: Image.Image, view_options: dict, decoded: Image.Image,
     if len(starts) < 2:
         return None
     left, top, right, bottom = box or (0, 0, *decoded.size)
-    naive_width, naive_height = naive_size
+    near = abs(right - left - naive_size[0]) <= NEAR_SCALE * naive_size[0]
+    # The naive image's pixels: the decode itself where it is near the naive size, else the decode filtered to it.
+    naive_width, naive_height = (round(right - left), round(bottom - top)) if near else naive_size
     scale = naive_height / view_height  # naive rows per view row
     naive_rows = 16 * math.ceil((BAND_ROWS + 2 * _TAPS) * scale / 16)
     if naive_rows > naive_height:
@@ -71,20 +73,28 @@ def seen_errors(view: Image.Image, view_options: dict, decoded: Image.Image,
     rows_per_row = (bottom - top) / naive_height  # decoded rows per naive row
 
     view_bands, naive_bands, windows = [], [], []
-    for start in starts:
+    for index, start in enumerate(starts):
         view_bands.append(view.crop((0, start, view_width, start + BAND_ROWS)))
         first = min(max(0, round((start + BAND_ROWS / 2) * scale - naive_rows / 2)), naive_height - naive_rows)
-        naive_box = (left, top + first * rows_per_row, right, top + (first + naive_rows) * rows_per_row)
-        naive_bands.append(resize_rows(decoded, naive_box, (naive_width, naive_rows)))
-        windows.append((0, start * scale - first, naive_width, (start + BAND_ROWS) * scale - first))
+        if near:
+            rows = (round(left), round(top) + first, round(left) + naive_width, round(top) + first + naive_rows)
+            naive_bands.append(decoded.crop(rows))
+        else:
+            naive_box = (left, top + first * rows_per_row, right, top + (first + naive_rows) * rows_per_row)
+            naive_bands.append(resize_rows(decoded, naive_box, (naive_width, naive_rows)))
+        # Where the view's band lies in the stack shrunk to the view's scale: away from the bands' edges, where
+        # the stack's unrelated neighbours meet (in the filter, and in the decoder's chroma upsampling).
+        top_row = round((index * naive_rows + start * scale - first) / scale)
+        windows.append((0, top_row, view_width, top_row + BAND_ROWS))
 
-    view_error = _mean_squared(view_bands, _round_trip(view_bands, view_options))
-    naive_encoded = _round_trip(naive_bands, {"quality": jpeg_quality, "subsampling": "4:2:0"})
-    band_size = (view_width, BAND_ROWS)
-    naive_error = _mean_squared(
-        [resize_rows(band, window, band_size) for band, window in zip(naive_bands, windows, strict=True)],
-        [resize_rows(band, window, band_size) for band, window in zip(naive_encoded, windows, strict=True)],
-    )
+    view_error = _mean_squared(_stacked(view_bands), _round_trip(_stacked(view_bands), view_options))
+    naive_stack = _stacked(naive_bands)
+    naive_encoded = _round_trip(naive_stack, {"quality": jpeg_quality, "subsampling": "4:2:0"})
+    seen_size = (view_width, round(naive_stack.height / scale))
+    whole = (0, 0, *naive_stack.size)
+    naive_seen, encoded_seen = (resize_rows(stack, whole, seen_size) for stack in (naive_stack, naive_encoded))
+    naive_error = _mean_squared(_stacked([naive_seen.crop(window) for window in windows]),
+                                _stacked([encoded_seen.crop(window) for window in windows]))
     return view_error, naive_error
 
 
@@ -97,22 +107,27 @@ def view_holds(view: Image.Image, view_options: dict, decoded: Image.Image,
     return errors is None or errors[0] <= HOLDS_WITHIN * errors[1]
 
 
-def _round_trip(bands: list[Image.Image], options: dict) -> list[Image.Image]:
-    """The bands stacked into one image, encoded as JPEG with ``options``, decoded to their mode, cut apart."""
+def _stacked(bands: list[Image.Image]) -> Image.Image:
     width, height = bands[0].size
     stack = Image.new(bands[0].mode, (width, height * len(bands)))
     for index, band in enumerate(bands):
         stack.paste(band, (0, index * height))
+    return stack
+
+
+def _round_trip(image: Image.Image, options: dict) -> Image.Image:
+    """``image`` encoded as JPEG with ``options`` and decoded to its mode."""
     buffer = io.BytesIO()
-    stack.save(buffer, "JPEG", **options)
+    image.save(buffer, "JPEG", **options)
     with Image.open(buffer) as encoded:
-        if stack.mode == "YCbCr":
+        if image.mode == "YCbCr":
             encoded.draft("YCbCr", encoded.size)  # the planes as stored, with no colour conversion
         encoded.load()
-        return [encoded.crop((0, index * height, width, (index + 1) * height)) for index in range(len(bands))]
+        return encoded.copy()
 
 
-def _mean_squared(clean: list[Image.Image], encoded: list[Image.Image]) -> float:
-    total = sum(float(np.square(np.asarray(a, np.float32) - np.asarray(b, np.float32)).sum())
-                for a, b in zip(clean, encoded, strict=True))
-    return total / sum(np.asarray(a).size for a in clean)
+def _mean_squared(clean: Image.Image, encoded: Image.Image) -> float:
+    """Over every sample of every plane; by Pillow's histogram of the difference (numpy's copy of the pixels cost
+    more than the rest)."""
+    squares = ImageStat.Stat(ImageChops.difference(clean, encoded)).sum2
+    return sum(squares) / (clean.width * clean.height * len(squares))
