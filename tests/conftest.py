@@ -188,6 +188,15 @@ def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
     return buffer.getvalue()
 
 
+def sensor_grain(size: tuple[int, int], sigma: float, seed: int = 0) -> Image.Image:
+    """Gaussian noise around grey 128 (RGB, the same in each channel), like ``Image.effect_noise`` but seeded:
+    Pillow draws that from the C library's shared generator, so a grainy image changed with the tests' order."""
+    import numpy as np
+
+    noise = np.random.default_rng(seed).normal(128, sigma, (size[1], size[0])).round().clip(0, 255)
+    return Image.fromarray(noise.astype(np.uint8)).convert("RGB")
+
+
 def psnr(actual: Image.Image, expected: Image.Image) -> float:
     """PSNR (dB) of two same-size images, compared as RGB; inf when identical."""
     stat = ImageStat.Stat(ImageChops.difference(actual.convert("RGB"), expected.convert("RGB")))

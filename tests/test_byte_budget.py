@@ -4,6 +4,7 @@ and what a grainy photo at "high" gets from them."""
 from __future__ import annotations
 
 import io
+import math
 
 import pytest
 from PIL import Image, ImageChops, ImageDraw, ImageOps
@@ -12,7 +13,7 @@ from shared.imaging import byte_budget as budget
 from shared.imaging import prepare as imaging
 from shared.imaging import prepare_image
 from shared.imaging.encoding import VIEW_ENCODING, view_encoding
-from tests.conftest import IMAGES, encode, psnr
+from tests.conftest import IMAGES, encode, psnr, sensor_grain
 
 
 def photo(size=(4000, 3000), grain: float = 0) -> Image.Image:
@@ -21,7 +22,7 @@ def photo(size=(4000, 3000), grain: float = 0) -> Image.Image:
         fitted = ImageOps.fit(source.convert("RGB"), size, Image.Resampling.LANCZOS)
     if not grain:
         return fitted
-    noise = Image.effect_noise(size, grain).convert("RGB")
+    noise = sensor_grain(size, grain)
     return ImageChops.add(fitted, noise, scale=1.0, offset=-128)
 
 
@@ -131,6 +132,29 @@ def test_a_refit_is_kept_within_the_ceiling_and_dropped_past_it_unless_smaller()
     assert budget.best_within(b"x" * 120, b"x" * 105, 100) == b"x" * 105  # over anyway: the smaller
 
 
+def test_a_finer_refit_that_overshot_is_tried_once_more_in_between():
+    """A full decode's grain: 329 KB at scale 0.07, 517 KB at 0.037 (bytes ~ scale ** -0.71, not -0.6), for a budget
+    of 533 KB: the refit aimed at 0.9 of it landed at 0.97, past the ceiling."""
+    between = budget.between_scale(0.07, 329_157, 0.037, 517_281, 533_245)
+    assert 0.037 < between < 0.07
+    exponent = math.log(517_281 / 329_157) / math.log(0.07 / 0.037)
+    assert 329_157 * (0.07 / between) ** exponent == pytest.approx(budget.TARGET * 533_245, rel=0.04)
+    assert budget.between_scale(0.07, 300, 0.07, 300, 1000) is None
+    assert budget.between_scale(0.07, 300, 0.05, 290, 1000) is None  # finer tables, fewer bytes: no slope
+
+
+def test_the_view_lands_within_the_ceiling_when_the_first_refit_overshoots(grainy_jpeg, monkeypatch):
+    estimates, encoded = [], []
+    real_estimate, real_encoded = imaging.naive_bytes, budget._encoded
+    monkeypatch.setattr(imaging, "naive_bytes", lambda *args: estimates.append(real_estimate(*args)) or estimates[-1])
+    monkeypatch.setattr(budget, "_encoded", lambda *args: encoded.append(real_encoded(*args)) or encoded[-1])
+    monkeypatch.setattr(budget, "BYTES_EXPONENT", 0.35)  # a refit aimed far too fine
+    prepared = prepare_image(grainy_jpeg, "high")
+    assert len(encoded) == 2 and len(encoded[0]) > budget.CEILING * estimates[0]  # overshot, then in between
+    assert prepared.data == encoded[1]
+    assert budget.REFIT_BELOW * estimates[0] < len(prepared.data) <= budget.CEILING * estimates[0]
+
+
 # --- what a photo at "high" gets -------------------------------------------------------------------------
 
 
@@ -216,6 +240,24 @@ def test_a_page_is_fitted_only_downwards(size, made, reads_text, monkeypatch):
     with Image.open(io.BytesIO(prepared.data)) as sent:  # the ladder's tables, not finer ones
         shrink = 2048 / 1024
         assert [list(t) for t in sent.quantization.values()] == list(map(list, view_encoding(shrink, 85).tables))
+
+
+@pytest.mark.parametrize(("share", "made"), [(0.55, 0), (0.7, 1)])
+def test_a_sampled_page_near_its_estimate_is_checked_against_its_naive_image_made_outright(share, made,
+                                                                                          monkeypatch):
+    """A page's sample was off its naive image's bytes by up to SAMPLE_ERROR (1.6x): a view over 1 / 1.6 of the
+    estimate could outweigh the naive image, so the naive image is made to compare; a text page's view, at about
+    half the estimate, pays nothing."""
+    data = encode(text_page((4000, 3000)), "JPEG", quality=90)
+    monkeypatch.setattr(imaging, "naive_bytes", lambda *args: 10**9)  # no refit: the ladder's encoding
+    view_bytes = len(prepare_image(data, "high").data)
+    calls: list[int] = []
+    real_made = imaging._naive_encoded
+    monkeypatch.setattr(imaging, "_naive_encoded", lambda *args: calls.append(1) or real_made(*args))
+    monkeypatch.setattr(imaging, "naive_bytes", lambda *args: view_bytes / share)
+    prepared = prepare_image(data, "high")
+    assert len(calls) == made
+    assert (prepared.width, prepared.height, len(prepared.data)) == (1024, 768, view_bytes)  # under the naive image
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG"])

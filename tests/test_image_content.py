@@ -12,7 +12,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 from shared.imaging import prepare as prepare_module
 from shared.imaging import prepare_image
 from shared.imaging.content import SHARP_EDGE_SHARE, looks_sharp_edged, sharp_edge_share
-from tests.conftest import encode, psnr
+from tests.conftest import encode, psnr, sensor_grain
 
 WORDS = ["invoice", "total", "amount", "due", "tax", "item", "quantity", "1234.56", "EUR", "07/2025"]
 
@@ -32,7 +32,7 @@ def photo(corpus, name="astronaut.png", size=(2400, 1800), grain=0) -> Image.Ima
     with Image.open(corpus / name) as source:
         image = ImageOps.fit(source.convert("RGB"), size, Image.Resampling.LANCZOS)
     if grain:
-        noise = Image.effect_noise(size, grain).convert("RGB")
+        noise = sensor_grain(size, grain)
         image = ImageChops.add(image, noise, scale=1.0, offset=-128)
     return image
 

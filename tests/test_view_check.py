@@ -16,7 +16,7 @@ from shared.imaging import view_check as check
 from shared.imaging.content import looks_grainy, quiet_share
 from shared.imaging.encoding import view_tables_encoding
 from shared.tokens import service_view
-from tests.conftest import IMAGES, encode, psnr
+from tests.conftest import IMAGES, encode, psnr, sensor_grain
 
 PATCH_MODEL = "gpt-4.1-mini"  # a 12 MP photo's naive image (2048 x 1536) is shrunk 1.45x to 1408 x 1056
 
@@ -27,7 +27,7 @@ def photo(size=(4000, 3000), grain: float = 0, name: str = "coffee.png") -> Imag
         fitted = ImageOps.fit(source.convert("RGB"), size, Image.Resampling.LANCZOS)
     if not grain:
         return fitted
-    return ImageChops.add(fitted, Image.effect_noise(size, grain).convert("RGB"), scale=1.0, offset=-128)
+    return ImageChops.add(fitted, sensor_grain(size, grain), scale=1.0, offset=-128)
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,18 @@ at ``TARGET`` of that, when the first encoding is off by much (:func:`refit_scal
 keeps whichever of the two is the finer within ``CEILING``, and sends the naive size instead if the view still
 outweighs the naive image.
 
-The arithmetic is pure; :func:`naive_bytes` reads pixels and encodes, with no I/O.
+The arithmetic is pure; :func:`naive_bytes` and :func:`fitted` read pixels and encode, with no I/O.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import math
 
 from PIL import Image
 
+from shared.imaging.encoding import JpegEncoding, view_tables_encoding
 from shared.imaging.resampling import resize_rows
 
 #: The sample of the naive image: bands of this many rows (two JPEG blocks of 4:2:0), one band in every so many.
@@ -44,6 +46,10 @@ CEILING = 0.95
 #: and an encode, 20-40 ms); a larger one's (a 12 MP page, decoded in full) cost as much again as the whole
 #: preparation (~150 ms), so it is sampled, and its view only ever refitted coarser against the sample.
 EXACT_WITHIN = 1.25
+#: How far a page's sample was off the naive image's real bytes, either way (a synthetic colour page: 0.67-1.6x).
+#: A sampled page's view over 1 / SAMPLE_ERROR of its estimate could be over the naive image's bytes: the naive
+#: image is made outright to compare (a text page's view is under half of it, and pays nothing).
+SAMPLE_ERROR = 1.6
 #: A first encoding from 0.8 to 0.95 of the estimate is kept: a second encoding there buys little fidelity.
 REFIT_BELOW = 0.8
 #: How the view's bytes go with the scale of its tables: bytes ~ scale ** -BYTES_EXPONENT (0.56-0.66 measured on
@@ -99,10 +105,50 @@ def refit_scale(scale: float, sent_bytes: int, budget: float, *, finer: bool = T
     return float(f"{scale * (share / TARGET) ** (1 / BYTES_EXPONENT):.2g}")  # two digits: view_tables is cached
 
 
+def between_scale(first_scale: float, first_bytes: int, second_scale: float, second_bytes: int,
+                  budget: float) -> float | None:
+    """The scale that should land at ``TARGET`` of ``budget``, from two encodings of the view: how its bytes went
+    with the scale between them, where a finer refit overshot ``CEILING`` (a full decode's grain: 0.71, not 0.6,
+    so a refit aimed at 0.9 of the budget landed at 0.97). None if the two do not make a slope."""
+    if first_scale == second_scale or first_bytes == second_bytes:
+        return None
+    exponent = math.log(second_bytes / first_bytes) / math.log(first_scale / second_scale)
+    if exponent <= 0:
+        return None
+    return float(f"{first_scale * (first_bytes / (TARGET * budget)) ** (1 / exponent):.2g}")
+
+
 def best_within(first: bytes, refitted: bytes, budget: float) -> bytes:
     """The refitted encoding if it is within ``CEILING`` of the budget or smaller than the first; else the
     first. A finer refit that overshoots is dropped; a coarser one is taken."""
     return refitted if len(refitted) <= CEILING * budget or len(refitted) < len(first) else first
+
+
+def fitted(view: Image.Image, sent: bytes, encoding: JpegEncoding, budget: float, jpeg_quality: int, *,
+           finer: bool) -> tuple[bytes, JpegEncoding]:
+    """The view's JPEG (``sent``, encoded with ``encoding``, the view's tables) fitted to ``budget``, the naive
+    image's bytes: far under them (grain: the naive image pays for what the service throws away) or over them,
+    encoded once more at the scale that should land at ``TARGET`` of them (:func:`refit_scale`), and where a finer
+    one overshot ``CEILING``, once more in between (:func:`between_scale`); the one kept (:func:`best_within`) and
+    its encoding."""
+    scale = refit_scale(encoding.scale, len(sent), budget, finer=finer)
+    if scale is None:
+        return sent, encoding
+    refitted = view_tables_encoding(scale, jpeg_quality, encoding.subsampling)
+    refitted_bytes = _encoded(view, refitted)
+    if len(sent) < len(refitted_bytes) > CEILING * budget:
+        between = between_scale(encoding.scale, len(sent), scale, len(refitted_bytes), budget)
+        if between is not None and between != scale:
+            refitted = view_tables_encoding(between, jpeg_quality, encoding.subsampling)
+            refitted_bytes = _encoded(view, refitted)
+    chosen = best_within(sent, refitted_bytes, budget)
+    return chosen, encoding if chosen is sent else refitted
+
+
+def _encoded(view: Image.Image, encoding: JpegEncoding) -> bytes:
+    buffer = io.BytesIO()
+    view.save(buffer, "JPEG", **encoding.save_options)
+    return buffer.getvalue()
 
 
 def _encodable(mode: str) -> str:

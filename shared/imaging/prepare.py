@@ -59,9 +59,9 @@ from typing import NamedTuple
 from PIL import Image
 
 from shared.errors import ImageTooLarge, InvalidParameter
-from shared.imaging.byte_budget import EXACT_WITHIN, best_within, naive_bytes, refit_scale
+from shared.imaging.byte_budget import EXACT_WITHIN, SAMPLE_ERROR, fitted, naive_bytes
 from shared.imaging.content import looks_grainy, looks_sharp_edged
-from shared.imaging.encoding import VIEW_MIN_SHRINK, JpegEncoding, view_encoding, view_tables_encoding
+from shared.imaging.encoding import VIEW_MIN_SHRINK, JpegEncoding, view_encoding
 from shared.imaging.formats import sniff_or_raise
 from shared.imaging.modes import flatten, normalise
 from shared.imaging.pillow_errors import open_image, pillow_errors
@@ -308,7 +308,10 @@ def prepare_image(
         view, frame = frame, _finished(frame, orientation)
         sent = _encoded(frame, encoding, optimize=(out_w, out_h) == (naive_w, naive_h))
         if budget is not None:
-            sent, encoding = _fitted(frame, sent, encoding, budget, jpeg_quality, finer=not page)
+            sent, encoding = fitted(frame, sent, encoding, budget, jpeg_quality, finer=not page)
+            if page and naive_sent is None and len(sent) * SAMPLE_ERROR > budget:  # a sample can be off by that much
+                naive_sent = _naive_encoded(decoded, naive_stored, box, orientation, jpeg_quality)
+                budget = len(naive_sent)
             # Under a small service shrink, grain can need more bytes at the view than the naive image has: each
             # one's JPEG error as the service will see it is measured on a sample (shared.imaging.view_check; clean
             # photos measured there had 0.6-0.93 of the naive image's, and do not pay for the check).
@@ -364,19 +367,6 @@ def _encoded(frame: Image.Image, encoding: JpegEncoding, *, optimize: bool) -> b
     buffer = io.BytesIO()
     frame.save(buffer, "JPEG", **encoding.save_options, optimize=optimize)
     return buffer.getvalue()
-
-
-def _fitted(frame: Image.Image, sent: bytes, encoding: JpegEncoding, budget: float, jpeg_quality: int, *,
-            finer: bool) -> tuple[bytes, JpegEncoding]:
-    """The view's JPEG fitted to ``budget``, the naive image's bytes (:mod:`shared.imaging.byte_budget`): far
-    under them (grain: the naive image pays for what the service throws away) or over them, once more, at the
-    scale that should land at ``TARGET`` of them; and its encoding."""
-    scale = refit_scale(encoding.scale, len(sent), budget, finer=finer)
-    if scale is None:
-        return sent, encoding
-    refitted = view_tables_encoding(scale, jpeg_quality, encoding.subsampling)
-    chosen = best_within(sent, _encoded(frame, refitted, optimize=False), budget)
-    return chosen, encoding if chosen is sent else refitted
 
 
 def _draft(im: Image.Image, stored: tuple[int, int], least: float, *,
