@@ -375,11 +375,16 @@ def test_a_reduced_decode_with_a_partial_last_row_is_not_taken_under_the_view(de
     assert max(ImageStat.Stat(ImageChops.difference(decoded(prepared), ideal)).mean) < 1
 
 
-def test_a_whole_reduced_decode_just_under_the_view_is_still_sent_as_it_is(jpeg_decodes):
-    """4000 x 3000 at 1/8 is exactly 500 x 375, 2.3% under the 512 x 384 view at "low", same bill: sent as is."""
+def test_a_whole_reduced_decode_just_under_the_view_is_sent_as_it_is_at_auto_only(jpeg_decodes):
+    """4000 x 3000 at 1/4 is exactly 1000 x 750, 2.3% under the 1024 x 768 view at "auto", same bill: sent as is,
+    for the 8x. At "low", 1/8 (500 x 375) is as far under 512 x 384 and would be, but "low" sends the exact view,
+    filtered from 1/4 (0.4 dB nearer the naive image's view, at 6.6x instead of 9.8x)."""
     data = encode(Image.radial_gradient("L").resize((4000, 3000)).convert("RGB"), "JPEG", quality=95)
+    prepared = prepare_image(data, "auto")
+    assert jpeg_decodes == [(1000, 750)] and (prepared.width, prepared.height) == (1000, 750)
+    jpeg_decodes.clear()
     prepared = prepare_image(data, "low")
-    assert jpeg_decodes == [(500, 375)] and (prepared.width, prepared.height) == (500, 375)
+    assert jpeg_decodes == [(1000, 750)] and (prepared.width, prepared.height) == (512, 384)
 
 
 def test_reading_text_at_high_decodes_a_jpeg_in_full(jpeg_decodes):
@@ -501,10 +506,10 @@ def test_high_never_decodes_below_the_headroom_over_the_view(jpeg_decodes):
     assert min(side / sent for side, sent in zip(jpeg_decodes[0], (960, 768), strict=True)) >= HIGH_DRAFT_HEADROOM
 
 
-def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_not(monkeypatch):
-    """libjpeg's DCT scaling lands 2.3% under the view (1000 x 750 for 1024 x 768): at "low" and "auto" that
-    is sent as it is (same bill, no resize), faithful to the ideal at its own size; "high" (text and tables)
-    still goes to the exact view with LANCZOS (fast_image_resize's, which Pillow's resize does not see)."""
+def test_a_12_mp_jpeg_at_auto_is_sent_as_its_reduced_decode_and_low_and_high_are_not(monkeypatch):
+    """libjpeg's DCT scaling lands 2.3% under the view (1000 x 750 for 1024 x 768): at "auto" that is sent as it
+    is (same bill, no resize), faithful to the ideal at its own size; "low" (no speed target) and "high" (text
+    and tables) go to the exact view with LANCZOS (fast_image_resize's, which Pillow's resize does not see)."""
     resized: list[tuple[int, int]] = []
     real_resize = Image.Image.resize
 
@@ -517,11 +522,11 @@ def test_a_12_mp_jpeg_at_low_and_auto_is_sent_as_its_reduced_decode_and_high_is_
     data = encode(source, "JPEG", quality=95)
     monkeypatch.setattr(Image.Image, "resize", resize)
     auto, low = prepare_image(data, "auto"), prepare_image(data, "low")
-    assert resized == []  # neither "low" nor "auto" resized
+    assert resized == []  # "auto" not resized, "low" by fast_image_resize only
     high = prepare_image(data, "high")
     monkeypatch.undo()
 
-    assert (auto.width, auto.height) == (1000, 750) and (low.width, low.height) == (500, 375)
+    assert (auto.width, auto.height) == (1000, 750) and (low.width, low.height) == (512, 384)
     assert (high.width, high.height) == (1024, 768)
     assert auto.estimated_tokens == high.estimated_tokens == estimate_image_tokens(1024, 768, "auto")
     assert low.estimated_tokens == estimate_image_tokens(512, 384, "low")
