@@ -60,20 +60,21 @@ BYTES_EXPONENT = 0.6
 def naive_bytes(frame: Image.Image, box: tuple[float, float, float, float] | None, naive_size: tuple[int, int],
                 jpeg_quality: int) -> float | None:
     """An estimate of the naive image's JPEG bytes: ``frame`` (the decode, whose ``box`` is the whole image)
-    at ``naive_size``, 4:2:0 at ``jpeg_quality``, optimised. None for an image too short to sample (under two
-    bands): it keeps the view's tables as the service's shrink sets them.
+    at ``naive_size``, 4:2:0 at ``jpeg_quality``, optimised. None for an image too short to sample, or decoded
+    under the naive size (a 3000 x 3000 photo's 1/2 decode is 1500 x 1500, for 2048 x 2048): those keep the
+    view's tables as the service's shrink sets them. Filtered up, such a sample came out 0.85x (grain) to 1.03x
+    the naive image's bytes for ~8 ms, and bought nothing: clean photos decoded so were over the naive image's
+    view with the ladder's tables, and grain, which was not, is now decoded in full (benchmarks/README.md).
 
     A decode within ``NEAR_SCALE`` of the naive size (a 12 MP photo's 1/2 decode: 2000 x 1500 for 2048 x 1536)
     is taken for the naive image itself, the same detail in a few percent fewer pixels: its bands are cut
     and encoded as they are (~2 ms). A larger one (a full decode: PNG, a page) has each band filtered to
-    the naive scale, ~1 ms a band, little beside decoding it in full. So does a smaller one (a 3000 x 3000
-    photo's 1/2 decode, 1500 x 1500 for 2048 x 2048), filtered up: that is an underestimate, the naive image
-    having detail the decode lacks (0.86x on grainy photos, 0.96-0.99x on clean ones), so the view stays
-    under the naive image's bytes, and grain gets most of them (it was 1.0-1.7 dB under the naive image's
-    view at the ladder's tables, 45% of its bytes; benchmarks/README.md)."""
+    the naive scale, ~1 ms a band, little beside decoding it in full."""
     naive_width, naive_height = naive_size
     left, top, right, bottom = box or (0, 0, *frame.size)
-    near = (1 - NEAR_SCALE) * naive_width <= right - left <= (1 + NEAR_SCALE) * naive_width
+    if right - left < (1 - NEAR_SCALE) * naive_width:
+        return None
+    near = right - left <= (1 + NEAR_SCALE) * naive_width
     rows_per_row = (bottom - top) / naive_height
     band_height = round(BAND_ROWS * rows_per_row) if near else BAND_ROWS
     starts = range(0, (round(bottom - top) if near else naive_height) - band_height + 1, band_height * BAND_EVERY)

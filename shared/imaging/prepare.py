@@ -234,12 +234,11 @@ def prepare_image(
         naive_w, naive_h = target_size(width, height, DETAIL_MAX_SIDE[detail])
         out_w, out_h = (service_view(naive_w, naive_h, detail, model, model_overrides) if to_service_view
                         else (naive_w, naive_h))
-        # The service's small shrink is worth more than the pixels it saves: the naive size is sent, and made as the
-        # naive image is, chroma too (full-size planes the encoder averages; the half-size planes made for 4:2:0 at
-        # low and auto came out 0.1-0.2% larger than the naive image here, for 0.1 dB: benchmarks/README.md).
-        planes = None  # the chroma resolution the planes are shrunk to, when not the encoding's
-        if max(naive_w, naive_h) < VIEW_MIN_SHRINK * max(out_w, out_h) and (out_w, out_h) != (naive_w, naive_h):
-            out_w, out_h, planes = naive_w, naive_h, "4:4:4"
+        # The service's small shrink is worth more than the pixels it saves: the naive size is sent, made as the naive
+        # image is, from an RGB decode (from the YCbCr planes, grain came out up to 0.7% larger: benchmarks/README.md).
+        as_naive = max(naive_w, naive_h) < VIEW_MIN_SHRINK * max(out_w, out_h) and (out_w, out_h) != (naive_w, naive_h)
+        if as_naive:
+            out_w, out_h = naive_w, naive_h
         billed = estimate_image_tokens(out_w, out_h, detail, model, model_overrides)
         encoding = view_encoding(max(naive_w, naive_h) / max(out_w, out_h), jpeg_quality)
         # The view with its own tables under a small service shrink: grain there is checked against the naive image.
@@ -267,7 +266,7 @@ def prepare_image(
                     # at least the view, filtered down, is not (benchmarks/README.md).
                     least = 1.0
                 full = im.size
-                box = _draft(im, stored, max(full) if reads_text else least)  # reads_text: decoded in full
+                box = _draft(im, stored, max(full) if reads_text else least, planes=not as_naive)
                 im.load()
                 if im.size != full:
                     page = looks_sharp_edged(im)
@@ -275,9 +274,7 @@ def prepare_image(
                     if page or grainy:
                         # A page sent with no text task (the reduced decode is blocky on its glyphs), or grain sent at
                         # the view, which only a filter over the whole shrink keeps: decoded again, in full
-                        # (shared.imaging.content);
-                        # grain as RGB, as the naive image is, which it may yet be sent as (made from planes, its
-                        # grain came out up to 0.7% larger).
+                        # (shared.imaging.content); grain as RGB, as the naive image is, which it may yet be sent as.
                         im = open_image(data, fmt, limit)
                         box = _draft(im, stored, max(full), planes=page)
             im.load()
@@ -303,7 +300,7 @@ def prepare_image(
                     if at_naive_size or (page and max(frame.size) <= EXACT_WITHIN * max(naive_stored)):
                         naive_sent = _naive_encoded(decoded, naive_stored, box, orientation, jpeg_quality)
                     budget = len(naive_sent) if naive_sent else naive_bytes(frame, box, naive_stored, jpeg_quality)
-                frame = shrink(frame, stored, box, subsampling=planes or encoding.subsampling)
+                frame = shrink(frame, stored, box, subsampling=encoding.subsampling)
         # At the naive image's own size only the encoder sets the two apart: Huffman tables fitted to the image,
         # as the naive path has, keep ours from being the larger (by ~1%). Smaller sizes are far smaller already,
         # and there the second pass would cost 10-15% of the preparation.
