@@ -30,9 +30,9 @@ Decisions, and why:
   tells one from the reduced decode); a short filter then finishes the (< 2x) rest,
   on the YCbCr planes libjpeg hands over: luma sharp, chroma straight to the size it will be stored at.
   Other formats, which Pillow cannot decode reduced, are filtered from full size. Filters and their measured
-  cost: :mod:`shared.imaging.resampling`. The size is the service's own view (or a whole reduced decode a few
-  percent under it at the same bill; or the naive size, where the service's shrink of it would be small),
-  so the bill is never higher than with a full decode.
+  cost: :mod:`shared.imaging.resampling`. The size is the service's own view (or, at ``auto``, a whole reduced
+  decode a few percent under it at the same bill; or the naive size, made from RGB as the naive image is, where
+  the service's shrink of it would be small), so the bill is never higher than with a full decode.
 * **The view's bytes fitted to the naive image's**: sent at the view with its own tables
   (:mod:`shared.imaging.encoding`), a photo that lands far under what the naive image would weigh (estimated
   from a sample of the decode, :mod:`shared.imaging.byte_budget`) is encoded once more, finer: grain, which
