@@ -137,9 +137,16 @@ def test_a_finer_refit_that_overshot_is_tried_once_more_in_between():
 
 def test_the_view_lands_within_the_ceiling_when_the_first_refit_overshoots(grainy_jpeg, monkeypatch):
     estimates, encoded = [], []
-    real_estimate, real_encoded = imaging.naive_bytes, budget._encoded
+    real_estimate, real_encoded = imaging.naive_bytes, budget.encoded
     monkeypatch.setattr(imaging, "naive_bytes", lambda *args: estimates.append(real_estimate(*args)) or estimates[-1])
-    monkeypatch.setattr(budget, "_encoded", lambda *args: encoded.append(real_encoded(*args)) or encoded[-1])
+
+    def encoding(image, how, **options):
+        data = real_encoded(image, how, **options)
+        if how.scale is not None:  # the view's refits, not the estimate's sample of the naive image
+            encoded.append(data)
+        return data
+
+    monkeypatch.setattr(budget, "encoded", encoding)
     monkeypatch.setattr(budget, "BYTES_EXPONENT", 0.35)  # a refit aimed far too fine
     prepared = prepare_image(grainy_jpeg, "high")
     assert len(encoded) == 2 and len(encoded[0]) > budget.CEILING * estimates[0]  # overshot, then in between

@@ -23,12 +23,11 @@ The arithmetic is pure; :func:`naive_bytes` and :func:`fitted` read pixels and e
 from __future__ import annotations
 
 import functools
-import io
 import math
 
 from PIL import Image
 
-from shared.imaging.encoding import JpegEncoding, view_tables_encoding
+from shared.imaging.encoding import JpegEncoding, encoded, view_tables_encoding
 from shared.imaging.resampling import resize_rows
 
 #: The sample of the naive image: bands of this many rows (two JPEG blocks of 4:2:0), one band in every so many.
@@ -136,20 +135,14 @@ def fitted(view: Image.Image, sent: bytes, encoding: JpegEncoding, budget: float
     if scale is None:
         return sent, encoding
     refitted = view_tables_encoding(scale, jpeg_quality, encoding.subsampling)
-    refitted_bytes = _encoded(view, refitted)
+    refitted_bytes = encoded(view, refitted)
     if len(sent) < len(refitted_bytes) > CEILING * budget:
         between = between_scale(encoding.scale, len(sent), scale, len(refitted_bytes), budget)
         if between is not None and between != scale:
             refitted = view_tables_encoding(between, jpeg_quality, encoding.subsampling)
-            refitted_bytes = _encoded(view, refitted)
+            refitted_bytes = encoded(view, refitted)
     chosen = best_within(sent, refitted_bytes, budget)
     return chosen, encoding if chosen is sent else refitted
-
-
-def _encoded(view: Image.Image, encoding: JpegEncoding) -> bytes:
-    buffer = io.BytesIO()
-    view.save(buffer, "JPEG", **encoding.save_options)
-    return buffer.getvalue()
 
 
 def _encodable(mode: str) -> str:
@@ -163,6 +156,5 @@ def _header_size(mode: str, jpeg_quality: int) -> int:
 
 
 def _jpeg_size(image: Image.Image, jpeg_quality: int) -> int:
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=jpeg_quality, subsampling="4:2:0", optimize=True)
-    return buffer.tell()
+    """The bytes of ``image`` encoded as the naive image is: 4:2:0 at ``jpeg_quality``, Huffman tables fitted."""
+    return len(encoded(image, JpegEncoding("4:2:0", quality=jpeg_quality), optimize=True))

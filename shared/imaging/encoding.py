@@ -15,14 +15,17 @@ encoded with the standard tables, lost faint texture and grain first (SSIM 0.972
 bytes or fewer and 0.3-0.9 dB nearer the ideal; on the Hubble 2-3 dB nearer and a third of the SSIM deficit,
 within 95% of the naive image's bytes; grain 1-2 dB nearer (benchmarks/README.md, ``bench_view_encoding.py``).
 
-Pure: numbers in, Pillow ``save`` options out.
+Pure: numbers in, Pillow ``save`` options out; :func:`encoded` is the one place a JPEG is written with them.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import math
 from dataclasses import dataclass
+
+from PIL import Image
 
 #: Below this, the naive size is sent rather than the service's view: when the service would shrink the naive
 #: image by less than 1.3x, its shrink (which averages the JPEG's noise away and restores chroma) is worth more
@@ -91,6 +94,13 @@ def view_encoding(service_shrink: float, jpeg_quality: int) -> JpegEncoding:
                 return JpegEncoding(subsampling, quality=jpeg_quality)
             return view_tables_encoding(scale, jpeg_quality, subsampling)
     raise AssertionError("not reached: the last step of VIEW_ENCODING has no upper bound")
+
+
+def encoded(image: Image.Image, encoding: JpegEncoding, *, optimize: bool = False) -> bytes:
+    """``image`` as a JPEG with ``encoding``; ``optimize`` fits the Huffman tables to it (a second pass)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", **encoding.save_options, optimize=optimize)
+    return buffer.getvalue()
 
 
 def view_tables_encoding(scale: float, jpeg_quality: int, subsampling: str = "4:4:4") -> JpegEncoding:

@@ -50,7 +50,6 @@ Pure functions, bytes in and bytes out, no global state touched: safe in threads
 from __future__ import annotations
 
 import base64
-import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -61,7 +60,7 @@ from PIL import Image
 from shared.errors import ImageTooLarge, InvalidParameter
 from shared.imaging.byte_budget import EXACT_WITHIN, SAMPLE_ERROR, fitted, naive_bytes
 from shared.imaging.content import looks_grainy, looks_sharp_edged
-from shared.imaging.encoding import VIEW_MIN_SHRINK, JpegEncoding, view_encoding
+from shared.imaging.encoding import VIEW_MIN_SHRINK, JpegEncoding, encoded, view_encoding
 from shared.imaging.formats import sniff_or_raise
 from shared.imaging.modes import flatten, normalise
 from shared.imaging.pillow_errors import open_image, pillow_errors
@@ -305,7 +304,7 @@ def prepare_image(
         # as the naive path has, keep ours from being the larger (by ~1%). Smaller sizes are far smaller already,
         # and there the second pass would cost 10-15% of the preparation.
         view, frame = frame, _finished(frame, orientation)
-        sent = _encoded(frame, encoding, optimize=(out_w, out_h) == (naive_w, naive_h))
+        sent = encoded(frame, encoding, optimize=(out_w, out_h) == (naive_w, naive_h))
         if budget is not None:
             sent, encoding = fitted(frame, sent, encoding, budget, jpeg_quality, finer=not page)
             if page and naive_sent is None and len(sent) * SAMPLE_ERROR > budget:  # a sample can be off by that much
@@ -359,13 +358,7 @@ def _naive_encoded(decoded: Image.Image, naive_stored: tuple[int, int], box: tup
     """The naive image, made as the naive preparation makes it (full-size chroma, 4:2:0 at the caller's quality,
     Huffman tables fitted), from the decode."""
     naive = _finished(shrink(decoded, naive_stored, box, subsampling="4:4:4"), orientation)
-    return _encoded(naive, JpegEncoding("4:2:0", quality=jpeg_quality), optimize=True)
-
-
-def _encoded(frame: Image.Image, encoding: JpegEncoding, *, optimize: bool) -> bytes:
-    buffer = io.BytesIO()
-    frame.save(buffer, "JPEG", **encoding.save_options, optimize=optimize)
-    return buffer.getvalue()
+    return encoded(naive, JpegEncoding("4:2:0", quality=jpeg_quality), optimize=True)
 
 
 def _draft(im: Image.Image, stored: tuple[int, int], least: float, *,
