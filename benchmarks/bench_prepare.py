@@ -375,6 +375,8 @@ def main() -> None:
             for below, scale, subsampling in encoding.VIEW_ENCODING
         )
     if args.no_page_check:
+        real_look = imaging.look
+        imaging.look = lambda image: real_look(image)._replace(sharp_edged=False)
         imaging.looks_sharp_edged = lambda image: False
     if args.rgb_jpeg:
         imaging.decodes_as_ycbcr = lambda image: False  # every JPEG decoded and shrunk as RGB

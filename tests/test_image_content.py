@@ -11,7 +11,7 @@ from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
 
 from shared.imaging import prepare as prepare_module
 from shared.imaging import prepare_image
-from shared.imaging.content import SHARP_EDGE_SHARE, looks_sharp_edged, sharp_edge_share
+from shared.imaging.content import SHARP_EDGE_SHARE, Look, looks_sharp_edged, sharp_edge_share
 from tests.conftest import encode, psnr, sensor_grain
 
 WORDS = ["invoice", "total", "amount", "due", "tax", "item", "quantity", "1234.56", "EUR", "07/2025"]
@@ -137,7 +137,7 @@ def test_the_second_decode_is_what_keeps_a_page_faithful(monkeypatch):
     prepared = prepare_image(data, "auto")
     sent = Image.open(io.BytesIO(prepared.data))
     ideal = source.resize(sent.size, Image.Resampling.LANCZOS)
-    monkeypatch.setattr(prepare_module, "looks_sharp_edged", lambda image: False)
+    monkeypatch.setattr(prepare_module, "look", lambda image: Look(sharp_edged=False, grainy=False))
     blocky = Image.open(io.BytesIO(prepare_image(data, "auto").data))
     ideal_blocky = source.resize(blocky.size, Image.Resampling.LANCZOS)
     assert psnr(sent, ideal) > psnr(blocky, ideal_blocky) + 3

@@ -31,6 +31,8 @@ Pure: a Pillow image in, a number out; reads a sample of rows, so it costs about
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from PIL import Image
 
@@ -46,22 +48,33 @@ QUIET = 1
 ROWS_SAMPLED = 256
 
 
+class Look(NamedTuple):
+    """What one look at a decode's sampled rows tells (both from one sample: :func:`look`)."""
+
+    sharp_edged: bool  # text, line art or a screen (``SHARP_EDGE_SHARE``)
+    grainy: bool  # sensor-like noise over most of it (``QUIET_SHARE``)
+
+
+def look(image: Image.Image) -> Look:
+    """Both looks at ``image`` from one sample of its rows: :mod:`shared.imaging.prepare` takes both at every
+    reduced decode of a photo at ``high``, where sampling twice cost ~1 ms."""
+    bends = _bends(image)
+    return Look(_sharp_share(bends) >= SHARP_EDGE_SHARE, _quiet_share(bends) < QUIET_SHARE)
+
+
 def sharp_edge_share(image: Image.Image) -> float:
     """The share of visible luma bends that are sharp, over evenly spaced rows; 0.0 for a flat image.
 
     ``image`` is L, RGB, RGBA or YCbCr (a JPEG's planes, as :mod:`shared.imaging.prepare` decodes it); the
     luma is the Y plane, or Pillow's ITU-R 601 luma of the others.
     """
-    bends = _bends(image)
-    visible = np.count_nonzero(bends > VISIBLE)
-    return float(np.count_nonzero(bends > SHARP) / visible) if visible else 0.0
+    return _sharp_share(_bends(image))
 
 
 def quiet_share(image: Image.Image) -> float:
     """The share of the luma's second differences along evenly spaced rows within ``QUIET`` levels; 1.0 for an
     image under three pixels wide. ``image`` as for :func:`sharp_edge_share`."""
-    bends = _bends(image)
-    return float(np.count_nonzero(bends <= QUIET) / bends.size) if bends.size else 1.0
+    return _quiet_share(_bends(image))
 
 
 def looks_sharp_edged(image: Image.Image) -> bool:
@@ -72,6 +85,15 @@ def looks_sharp_edged(image: Image.Image) -> bool:
 def looks_grainy(image: Image.Image) -> bool:
     """Whether ``image`` carries sensor-like noise over most of it (``QUIET_SHARE``)."""
     return quiet_share(image) < QUIET_SHARE
+
+
+def _sharp_share(bends: np.ndarray) -> float:
+    visible = np.count_nonzero(bends > VISIBLE)
+    return float(np.count_nonzero(bends > SHARP) / visible) if visible else 0.0
+
+
+def _quiet_share(bends: np.ndarray) -> float:
+    return float(np.count_nonzero(bends <= QUIET) / bends.size) if bends.size else 1.0
 
 
 def _bends(image: Image.Image) -> np.ndarray:

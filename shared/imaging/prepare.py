@@ -59,7 +59,7 @@ from PIL import Image
 
 from shared.errors import ImageTooLarge, InvalidParameter
 from shared.imaging.byte_budget import EXACT_WITHIN, SAMPLE_ERROR, fitted, naive_bytes
-from shared.imaging.content import looks_grainy, looks_sharp_edged
+from shared.imaging.content import look, looks_grainy, looks_sharp_edged
 from shared.imaging.encoding import VIEW_MIN_SHRINK, JpegEncoding, encoded, view_encoding
 from shared.imaging.formats import sniff_or_raise
 from shared.imaging.modes import flatten, normalise
@@ -268,8 +268,9 @@ def prepare_image(
                 box = _draft(im, stored, max(full) if reads_text else least, planes=not as_naive)
                 im.load()
                 if im.size != full:
-                    page = looks_sharp_edged(im)
-                    grainy = not page and encoding.scale is not None and looks_grainy(im)
+                    seen = look(im)
+                    page = seen.sharp_edged
+                    grainy = not page and encoding.scale is not None and seen.grainy
                     if page or grainy:
                         # A page sent with no text task (the reduced decode is blocky on its glyphs), or grain sent at
                         # the view, which only a filter over the whole shrink keeps: decoded again, in full
