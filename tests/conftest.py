@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageStat
+from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps, ImageStat
 
 from shared.config import Settings
 from shared.http.app import create_app
@@ -186,6 +186,23 @@ def encode(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **params)
     return buffer.getvalue()
+
+
+def corpus_photo(size: tuple[int, int] = (4000, 3000), grain: float = 0, name: str = "coffee.png") -> Image.Image:
+    """A corpus photo fitted to ``size`` (a 12 MP phone photo by default), with sensor-like grain of standard
+    deviation ``grain`` (:func:`sensor_grain`)."""
+    with Image.open(IMAGES / name) as source:
+        fitted = ImageOps.fit(source.convert("RGB"), size, Image.Resampling.LANCZOS)
+    return ImageChops.add(fitted, sensor_grain(size, grain), scale=1.0, offset=-128) if grain else fitted
+
+
+def naive_jpeg(data: bytes) -> bytes:
+    """The naive image at ``high``: full decode, LANCZOS to 2048 px on the long side, q85, Huffman tables fitted."""
+    with Image.open(io.BytesIO(data)) as image:
+        rgb = image.convert("RGB")
+    ratio = 2048 / max(rgb.size)
+    naive = rgb.resize((int(rgb.width * ratio), int(rgb.height * ratio)), Image.Resampling.LANCZOS)
+    return encode(naive, "JPEG", quality=85, optimize=True)
 
 
 def sensor_grain(size: tuple[int, int], sigma: float, seed: int = 0) -> Image.Image:

@@ -7,37 +7,18 @@ import io
 import math
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
 from shared.imaging import byte_budget as budget
 from shared.imaging import prepare as imaging
 from shared.imaging import prepare_image
 from shared.imaging.encoding import VIEW_ENCODING, view_encoding
-from tests.conftest import IMAGES, encode, psnr, sensor_grain
-
-
-def photo(size=(4000, 3000), grain: float = 0) -> Image.Image:
-    """A corpus photo fitted to ``size``, with sensor-like grain of standard deviation ``grain``."""
-    with Image.open(IMAGES / "coffee.png") as source:
-        fitted = ImageOps.fit(source.convert("RGB"), size, Image.Resampling.LANCZOS)
-    if not grain:
-        return fitted
-    noise = sensor_grain(size, grain)
-    return ImageChops.add(fitted, noise, scale=1.0, offset=-128)
-
-
-def naive_jpeg(data: bytes) -> bytes:
-    """The naive image: full decode, LANCZOS to 2048 px on the long side, q85, Huffman tables fitted."""
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-    ratio = 2048 / max(rgb.size)
-    naive = rgb.resize((int(rgb.width * ratio), int(rgb.height * ratio)), Image.Resampling.LANCZOS)
-    return encode(naive, "JPEG", quality=85, optimize=True)
+from tests.conftest import corpus_photo, encode, naive_jpeg, psnr
 
 
 @pytest.fixture(scope="module")
 def grainy_jpeg() -> bytes:
-    return encode(photo(grain=10), "JPEG", quality=90)
+    return encode(corpus_photo(grain=10), "JPEG", quality=90)
 
 
 def reduced_decode(data: bytes, scale: int) -> tuple[Image.Image, tuple[float, float, float, float]]:
@@ -53,7 +34,7 @@ def reduced_decode(data: bytes, scale: int) -> tuple[Image.Image, tuple[float, f
 @pytest.mark.parametrize("grain", [0, 10])
 def test_the_estimate_from_a_reduced_decode_is_near_the_naive_images_bytes(grain):
     """A 12 MP photo's 1/2 decode (2000 x 1500) is taken for the naive image (2048 x 1536) itself."""
-    data = encode(photo(grain=grain), "JPEG", quality=90)
+    data = encode(corpus_photo(grain=grain), "JPEG", quality=90)
     frame, box = reduced_decode(data, 2)
     assert frame.size == (2000, 1500)
     estimate = budget.naive_bytes(frame, box, (2048, 1536), 85)
@@ -62,7 +43,7 @@ def test_the_estimate_from_a_reduced_decode_is_near_the_naive_images_bytes(grain
 
 def test_the_estimate_from_a_full_decode_filters_its_bands_to_the_naive_scale():
     """A PNG is decoded in full (4000 x 3000): each band is filtered to the naive scale first."""
-    image = photo(grain=6)
+    image = corpus_photo(grain=6)
     estimate = budget.naive_bytes(image, None, (2048, 1536), 85)
     assert estimate == pytest.approx(len(naive_jpeg(encode(image, "PNG"))), rel=0.08)
     unfiltered = budget.naive_bytes(image, None, (4000, 3000), 85)  # the same image taken at its own size
@@ -70,28 +51,28 @@ def test_the_estimate_from_a_full_decode_filters_its_bands_to_the_naive_scale():
 
 
 def test_the_estimate_follows_the_callers_quality():
-    frame, box = reduced_decode(encode(photo(grain=4), "JPEG", quality=90), 2)
+    frame, box = reduced_decode(encode(corpus_photo(grain=4), "JPEG", quality=90), 2)
     assert budget.naive_bytes(frame, box, (2048, 1536), 60) < 0.7 * budget.naive_bytes(frame, box, (2048, 1536), 85)
 
 
 @pytest.mark.parametrize("mode", ["L", "RGB", "RGBA"])
 def test_the_estimate_takes_every_mode_a_decode_comes_in(mode):
-    image = photo((2048, 1536)).convert(mode)
+    image = corpus_photo((2048, 1536)).convert(mode)
     assert budget.naive_bytes(image, None, (2048, 1536), 85) > 10_000
 
 
 def test_no_estimate_for_a_decode_under_the_naive_size_or_too_short_to_sample():
     """Filtered up, a sample of a 1/2 decode under the naive size cost ~8 ms and bought nothing: clean photos
     decoded so are over the naive image's view with the ladder, and grain is decoded in full."""
-    assert budget.naive_bytes(photo((1500, 1500)), None, (2048, 2048), 85) is None
-    assert budget.naive_bytes(photo((4096, 300)), None, (2048, 150), 85) is None  # under two bands
+    assert budget.naive_bytes(corpus_photo((1500, 1500)), None, (2048, 2048), 85) is None
+    assert budget.naive_bytes(corpus_photo((4096, 300)), None, (2048, 150), 85) is None  # under two bands
 
 
 def test_a_decode_at_the_naive_size_is_measured_not_sampled(monkeypatch):
     """A 1920 x 1080 screenshot is its own naive image: its bytes are measured (sampled rows missed flat
     blocks and text by 20-25%), by making the naive image once, which is also what is sent if the view
     outweighs it."""
-    image = photo((1920, 1080))
+    image = corpus_photo((1920, 1080))
     made: list[bytes] = []
     real_made = imaging._naive_encoded
     monkeypatch.setattr(imaging, "_naive_encoded", lambda *args: made.append(real_made(*args)) or made[-1])
@@ -199,7 +180,7 @@ def test_a_smooth_photo_near_its_budget_is_encoded_once(monkeypatch):
             encodings.append(1)
         return real(self, fp, format, **params)
 
-    data = encode(photo(), "JPEG", quality=90)
+    data = encode(corpus_photo(), "JPEG", quality=90)
     monkeypatch.setattr(Image.Image, "save", save)
     prepare_image(data, "high")
     assert encodings == [1]
@@ -274,7 +255,8 @@ def test_a_screen_the_view_would_outweigh_is_sent_at_the_naive_size(fmt):
     prepared = prepare_image(data, "high")
     assert (prepared.width, prepared.height) == (1920, 1080)
     assert prepared.service_size == (1365, 768)
-    assert prepared.estimated_tokens == prepare_image(encode(photo((1920, 1080)), "PNG"), "high").estimated_tokens
+    screenshot = encode(corpus_photo((1920, 1080)), "PNG")
+    assert prepared.estimated_tokens == prepare_image(screenshot, "high").estimated_tokens
     with Image.open(io.BytesIO(data)) as image:
         naive = encode(image.convert("RGB"), "JPEG", quality=85, optimize=True)
     assert len(prepared.data) <= 1.002 * len(naive)
@@ -307,7 +289,7 @@ def test_a_rotated_photo_is_estimated_in_its_stored_orientation(grainy_jpeg, mon
 def test_the_estimate_from_a_full_ycbcr_decode_filters_its_planes_alike():
     """A 2400 x 1800 JPEG at "high" is decoded in full, as YCbCr planes (under 1.4x the view at 1/2): its
     bands go through the filter as if they were RGB, each plane alike."""
-    data = encode(photo((2400, 1800), grain=8), "JPEG", quality=90)
+    data = encode(corpus_photo((2400, 1800), grain=8), "JPEG", quality=90)
     frame, box = reduced_decode(data, 1)
     assert (frame.mode, frame.size) == ("YCbCr", (2400, 1800))
     estimate = budget.naive_bytes(frame, box, (2048, 1536), 85)

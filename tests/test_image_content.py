@@ -7,12 +7,12 @@ import io
 import random
 
 import pytest
-from PIL import Image, ImageChops, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageFont
 
 from shared.imaging import prepare as prepare_module
 from shared.imaging import prepare_image
 from shared.imaging.content import SHARP_EDGE_SHARE, Look, looks_sharp_edged, sharp_edge_share
-from tests.conftest import encode, psnr, sensor_grain
+from tests.conftest import corpus_photo, encode, psnr
 
 WORDS = ["invoice", "total", "amount", "due", "tax", "item", "quantity", "1234.56", "EUR", "07/2025"]
 
@@ -26,15 +26,6 @@ def text_page(size=(2400, 1800), ink=(20, 20, 30), paper=(250, 248, 240), text_p
     for y in range(40, size[1] - 40, text_px * 4 // 3):
         draw.text((50, y), " ".join(rng.choice(WORDS) for _ in range(30)), fill=ink, font=font)
     return page
-
-
-def photo(corpus, name="astronaut.png", size=(2400, 1800), grain=0) -> Image.Image:
-    with Image.open(corpus / name) as source:
-        image = ImageOps.fit(source.convert("RGB"), size, Image.Resampling.LANCZOS)
-    if grain:
-        noise = sensor_grain(size, grain)
-        image = ImageChops.add(image, noise, scale=1.0, offset=-128)
-    return image
 
 
 def reduced_decode(data: bytes, scale: int) -> Image.Image:
@@ -56,10 +47,8 @@ def twelve_mp_photos() -> dict[tuple[str, int], bytes]:
     """12 MP JPEGs, smooth and grainy, as the benchmark's photos: decoded at 1/8 they are 500 x 375, the
     smallest decode prepare_image makes of them. (Smaller still, the Hubble deep field's stars are points,
     sharp edges indeed: 0.22 at 300 x 225, where a full decode would serve it better too.)"""
-    from tests.conftest import IMAGES
-
     return {
-        (name, grain): encode(photo(IMAGES, name, (4000, 3000), grain), "JPEG", quality=90)
+        (name, grain): encode(corpus_photo((4000, 3000), grain, name), "JPEG", quality=90)
         for name in ("astronaut.png", "coffee.png", "chelsea.png", "hubble_deep_field.jpg")
         for grain in (0, 10)
     }

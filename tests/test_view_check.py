@@ -8,7 +8,7 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image, ImageChops, ImageOps
+from PIL import Image
 
 from shared.imaging import prepare as imaging
 from shared.imaging import prepare_image
@@ -16,37 +16,19 @@ from shared.imaging import view_check as check
 from shared.imaging.content import looks_grainy, quiet_share
 from shared.imaging.encoding import view_tables_encoding
 from shared.tokens import service_view
-from tests.conftest import IMAGES, encode, psnr, sensor_grain
+from tests.conftest import corpus_photo, encode, naive_jpeg, psnr
 
 PATCH_MODEL = "gpt-4.1-mini"  # a 12 MP photo's naive image (2048 x 1536) is shrunk 1.45x to 1408 x 1056
 
 
-def photo(size=(4000, 3000), grain: float = 0, name: str = "coffee.png") -> Image.Image:
-    """A corpus photo fitted to ``size``, with sensor-like grain of standard deviation ``grain``."""
-    with Image.open(IMAGES / name) as source:
-        fitted = ImageOps.fit(source.convert("RGB"), size, Image.Resampling.LANCZOS)
-    if not grain:
-        return fitted
-    return ImageChops.add(fitted, sensor_grain(size, grain), scale=1.0, offset=-128)
-
-
 @pytest.fixture(scope="module")
 def grainy_12mp() -> bytes:
-    return encode(photo(grain=10), "JPEG", quality=90)
+    return encode(corpus_photo(grain=10), "JPEG", quality=90)
 
 
 @pytest.fixture(scope="module")
 def clean_12mp() -> bytes:
-    return encode(photo(), "JPEG", quality=90)
-
-
-def naive_jpeg(data: bytes) -> bytes:
-    """The naive image: full decode, LANCZOS to 2048 px on the long side, q85, Huffman tables fitted."""
-    with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB")
-    ratio = 2048 / max(rgb.size)
-    naive = rgb.resize((int(rgb.width * ratio), int(rgb.height * ratio)), Image.Resampling.LANCZOS)
-    return encode(naive, "JPEG", quality=85, optimize=True)
+    return encode(corpus_photo(), "JPEG", quality=90)
 
 
 def seen(data: bytes, size: tuple[int, int]) -> Image.Image:
@@ -54,6 +36,16 @@ def seen(data: bytes, size: tuple[int, int]) -> Image.Image:
     with Image.open(io.BytesIO(data)) as image:
         rgb = image.convert("RGB")
     return rgb if rgb.size == size else rgb.resize(size, Image.Resampling.LANCZOS)
+
+
+def no_worse_than_naive(data: bytes, sent: bytes, view: tuple[int, int]) -> None:
+    """``sent`` (our preparation of ``data``) in no more bytes than the naive image, and seen by the service at its
+    ``view`` at least as faithfully."""
+    naive = naive_jpeg(data)
+    assert len(sent) <= len(naive)
+    with Image.open(io.BytesIO(data)) as source:
+        ideal = source.convert("RGB").resize(view, Image.Resampling.LANCZOS)
+    assert psnr(seen(sent, view), ideal) >= psnr(seen(naive, view), ideal)
 
 
 def decodes_of_the_photo(jpeg_decodes: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -77,7 +69,7 @@ def round_trip(image: Image.Image, **options) -> Image.Image:
 def test_the_sampled_errors_are_those_of_the_whole_images(grain):
     """Both errors, measured on one band in eight, land near those of the whole view and of the whole naive image
     shrunk as the service shrinks it."""
-    naive = photo((2048, 1536), grain=grain)
+    naive = corpus_photo((2048, 1536), grain=grain)
     view = naive.resize((1408, 1056), Image.Resampling.LANCZOS)
     options = view_tables_encoding(0.13, 85, "4:4:4").save_options
     view_error, naive_error = check.seen_errors(view, options, naive, None, naive.size, 85)
@@ -90,7 +82,7 @@ def test_the_sampled_errors_are_those_of_the_whole_images(grain):
 
 
 def test_a_finely_encoded_view_holds_and_a_coarse_one_does_not():
-    naive = photo((2048, 1536))
+    naive = corpus_photo((2048, 1536))
     view = naive.resize((1408, 1056), Image.Resampling.LANCZOS)
     assert check.view_holds(view, view_tables_encoding(0.13, 85, "4:4:4").save_options, naive, None, naive.size, 85)
     assert not check.view_holds(view, {"quality": 40, "subsampling": "4:2:0"}, naive, None, naive.size, 85)
@@ -98,7 +90,7 @@ def test_a_finely_encoded_view_holds_and_a_coarse_one_does_not():
 
 def test_a_reduced_decode_is_measured_through_its_box():
     """A 1/2 decode (2000 x 1500, the naive image a few percent larger) is filtered up to the naive scale."""
-    naive = photo((2048, 1536))
+    naive = corpus_photo((2048, 1536))
     decoded = naive.resize((2000, 1500), Image.Resampling.LANCZOS)
     view = naive.resize((1408, 1056), Image.Resampling.LANCZOS)
     options = view_tables_encoding(0.13, 85, "4:4:4").save_options
@@ -109,9 +101,9 @@ def test_a_reduced_decode_is_measured_through_its_box():
 
 
 def test_what_cannot_be_sampled_holds():
-    short = photo((2048, 180))
+    short = corpus_photo((2048, 180))
     assert check.seen_errors(short.resize((1408, 124)), {"quality": 85}, short, None, short.size, 85) is None
-    rgba = photo((2048, 1536)).convert("RGBA")
+    rgba = corpus_photo((2048, 1536)).convert("RGBA")
     assert check.seen_errors(rgba.resize((1408, 1056)), {"quality": 85}, rgba, None, rgba.size, 85) is None
     assert check.view_holds(rgba.resize((1408, 1056)), {"quality": 10}, rgba, None, rgba.size, 85)
 
@@ -163,22 +155,18 @@ def test_a_clean_photo_under_a_small_shrink_keeps_its_reduced_decode_and_its_vie
 
 def test_a_grainy_16_9_photo_for_tile_models_keeps_its_view_from_the_full_decode(jpeg_decodes):
     """Tile models shrink a 16:9 photo's naive image (2048 x 1152) 1.5x: from the full decode its view holds."""
-    data = encode(photo((4000, 2250), grain=10, name="astronaut.png"), "JPEG", quality=90)
+    data = encode(corpus_photo((4000, 2250), grain=10, name="astronaut.png"), "JPEG", quality=90)
     prepared = prepare_image(data, "high")
     assert decodes_of_the_photo(jpeg_decodes) == [(2000, 1125), (4000, 2250)]
     assert (prepared.width, prepared.height) == (1365, 768)
-    naive = naive_jpeg(data)
-    assert len(prepared.data) <= len(naive)
-    with Image.open(io.BytesIO(data)) as source:
-        ideal = source.convert("RGB").resize((1365, 768), Image.Resampling.LANCZOS)
-    assert psnr(seen(prepared.data, (1365, 768)), ideal) >= psnr(seen(naive, (1365, 768)), ideal)
+    no_worse_than_naive(data, prepared.data, (1365, 768))
 
 
 def test_a_view_that_does_not_hold_gives_way_to_the_naive_image_made_from_a_full_rgb_decode(monkeypatch):
     """A grainy 3:2 photo for patch models (1.38x) is decoded in full as planes anyway (its view is within 1.4x of
     the 1/2 decode); made from planes, the naive size came out up to 0.7% over the naive image: it is made from
     a full RGB decode instead, as the naive image is."""
-    data = encode(photo((4000, 2667), grain=10, name="astronaut.png"), "JPEG", quality=90)
+    data = encode(corpus_photo((4000, 2667), grain=10, name="astronaut.png"), "JPEG", quality=90)
     checked, opened = [], []
     monkeypatch.setattr(imaging, "view_holds", lambda *args: checked.append(args[2].mode) or False)
     real_open = imaging.open_image
@@ -203,12 +191,8 @@ def test_grain_at_a_large_shrink_is_decoded_in_full_too(jpeg_decodes):
     """Tile models shrink a 3000 x 3000 photo's naive image 2.67x, which averages its JPEG noise nearly away:
     from the 1/2 decode the view was under the naive image's (47.5 against 47.9 dB on chelsea's grain), from
     the full decode it is over it (50.5). The view is not checked there: no photo measured needed it."""
-    data = encode(photo((3000, 3000), grain=10, name="chelsea.png"), "JPEG", quality=90)
+    data = encode(corpus_photo((3000, 3000), grain=10, name="chelsea.png"), "JPEG", quality=90)
     prepared = prepare_image(data, "high")
     assert jpeg_decodes == [(1500, 1500), (3000, 3000)]
     assert (prepared.width, prepared.height) == (768, 768)
-    naive = naive_jpeg(data)
-    assert len(prepared.data) <= len(naive)
-    with Image.open(io.BytesIO(data)) as source:
-        ideal = source.convert("RGB").resize((768, 768), Image.Resampling.LANCZOS)
-    assert psnr(seen(prepared.data, (768, 768)), ideal) >= psnr(seen(naive, (768, 768)), ideal)
+    no_worse_than_naive(data, prepared.data, (768, 768))
