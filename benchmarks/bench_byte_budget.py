@@ -21,13 +21,13 @@ import sys
 import time
 from pathlib import Path
 
-from PIL import Image, ImageChops
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_prepare import DATA, GRAIN_SIGMA, MODEL, baseline, ideal, psnr, ssim  # noqa: E402
+from bench_prepare import DATA, MODEL, baseline, ideal, psnr, ssim, with_grain  # noqa: E402
 
 from shared.imaging import byte_budget  # noqa: E402
 from shared.imaging import prepare as imaging  # noqa: E402
@@ -50,9 +50,7 @@ def load(name: str) -> bytes:
     path = DATA / name
     if not path.exists() and name.endswith("_grain.jpg"):
         with Image.open(DATA / name.replace("_grain.jpg", ".jpg")) as source:
-            photo = source.convert("RGB")
-        grain = Image.effect_noise(photo.size, GRAIN_SIGMA).convert("RGB")
-        ImageChops.add(photo, grain, scale=1.0, offset=-128).save(path, "JPEG", quality=90)
+            with_grain(source.convert("RGB")).save(path, "JPEG", quality=90)
     return path.read_bytes()
 
 

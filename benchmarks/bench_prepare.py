@@ -108,6 +108,12 @@ PIPELINES: dict[str, Callable[[bytes, str, bool], tuple[bytes, tuple[int, int]]]
 }
 
 
+def with_grain(photo: Image.Image) -> Image.Image:
+    """``photo`` with camera-like Gaussian grain (``GRAIN_SIGMA``), the same in each channel."""
+    grain = Image.effect_noise(photo.size, GRAIN_SIGMA).convert("RGB")
+    return ImageChops.add(photo, grain, scale=1.0, offset=-128)
+
+
 def build_inputs() -> dict[str, list[Path]]:
     """The benchmark images by kind, generated on first use."""
     DATA.mkdir(exist_ok=True)
@@ -120,8 +126,7 @@ def build_inputs() -> dict[str, list[Path]]:
                 photo = ImageOps.fit(src.convert("RGB"), PHOTO_SIZE, Image.Resampling.LANCZOS)
             photo.save(jpeg, "JPEG", quality=90)
             photo.save(png, "PNG", compress_level=6)
-            grain = Image.effect_noise(PHOTO_SIZE, GRAIN_SIGMA).convert("RGB")
-            ImageChops.add(photo, grain, scale=1.0, offset=-128).save(grainy, "JPEG", quality=90)
+            with_grain(photo).save(grainy, "JPEG", quality=90)
         kinds["12 MP JPEG"].append(jpeg)
         kinds["12 MP JPEG + grain"].append(grainy)
         kinds["12 MP PNG"].append(png)
